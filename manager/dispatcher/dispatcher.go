@@ -1,0 +1,209 @@
+// Package dispatcher is the managers' side of the node sessions: it takes
+// every node's heartbeats, tells nodes how often to beat and which role and
+// managers they should know, and, on the leader, decides node liveness —
+// Ready while heartbeats arrive, Down once the TTL (3 periods) passes
+// without one, or sooner when gossip declares the node dead.
+//
+// It must not import raft, worker/, node/ or cmd/.
+package dispatcher
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoal-project/shoal/manager/caller"
+	"github.com/shoal-project/shoal/manager/store"
+	"github.com/shoal-project/shoal/proto/shoalpb"
+)
+
+// DefaultHeartbeatPeriod is used when the cluster sets none.
+const DefaultHeartbeatPeriod = time.Second
+
+// TTLPeriods is how many heartbeat periods a node may miss before it is Down.
+const TTLPeriods = 3
+
+// Dispatcher implements shoalpb.DispatcherServer and the liveness tracker.
+type Dispatcher struct {
+	shoalpb.UnimplementedDispatcherServer
+
+	Store    *store.Store
+	Proposer store.Proposer
+	Log      *slog.Logger
+	Now      func() time.Time
+	// Managers lists the current managers for heartbeat responses.
+	Managers func() []*shoalpb.Peer
+	// LeaderID returns the current leader's node ID.
+	LeaderID func() string
+
+	mu        sync.Mutex
+	lastBeat  map[string]time.Time
+	deadlines map[string]time.Time
+}
+
+func (d *Dispatcher) period() time.Duration {
+	var p time.Duration
+	d.Store.View(func(tx store.ReadTx) { p = time.Duration(tx.Cluster().GetSpec().GetDispatcher().GetHeartbeatPeriodNs()) })
+	if p <= 0 {
+		return DefaultHeartbeatPeriod
+	}
+	return p
+}
+
+// Heartbeat records that the calling node is alive.
+func (d *Dispatcher) Heartbeat(ctx context.Context, req *shoalpb.HeartbeatRequest) (*shoalpb.HeartbeatResponse, error) {
+	who := caller.From(ctx)
+	if who.Role == caller.Anonymous {
+		return nil, status.Error(codes.Unauthenticated, "heartbeats need a node certificate")
+	}
+	var n *shoalpb.Node
+	d.Store.View(func(tx store.ReadTx) { n = tx.Node(who.NodeID) })
+	if n == nil {
+		return nil, status.Errorf(codes.NotFound, "node %s is not part of the swarm; it may have been removed", who.NodeID)
+	}
+	period := d.period()
+	now := d.Now()
+	d.mu.Lock()
+	if d.lastBeat == nil {
+		d.lastBeat, d.deadlines = map[string]time.Time{}, map[string]time.Time{}
+	}
+	d.lastBeat[n.Id] = now
+	d.deadlines[n.Id] = now.Add(TTLPeriods * period)
+	d.mu.Unlock()
+
+	if patch := readyPatch(n, req, now); patch != nil {
+		_, err := d.Proposer.Propose(ctx, &shoalpb.Command{Actions: []*shoalpb.StoreAction{{Target: &shoalpb.StoreAction_NodeStatusPatch{NodeStatusPatch: patch}}}})
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "record node status: %v", err)
+		}
+	}
+	return &shoalpb.HeartbeatResponse{
+		PeriodNs:    int64(period),
+		DesiredRole: n.GetSpec().GetDesiredRole(),
+		Managers:    d.Managers(),
+		LeaderId:    d.LeaderID(),
+	}, nil
+}
+
+// readyPatch returns the write a heartbeat needs, or nil when the node's
+// record already says all the heartbeat says.
+func readyPatch(n *shoalpb.Node, req *shoalpb.HeartbeatRequest, now time.Time) *shoalpb.NodeStatusPatch {
+	p := &shoalpb.NodeStatusPatch{NodeId: n.Id, UpdatedAt: now.UnixNano()}
+	changed := false
+	if n.GetStatus().GetState() != shoalpb.NodeState_NODE_STATE_READY {
+		p.Status = &shoalpb.NodeStatus{State: shoalpb.NodeState_NODE_STATE_READY}
+		changed = true
+	}
+	if req.Description != nil && !proto.Equal(req.Description, n.Description) {
+		p.Description = req.Description
+		changed = true
+	}
+	if req.AdvertiseAddr != "" && req.AdvertiseAddr != n.AdvertiseAddr {
+		p.AdvertiseAddr = req.AdvertiseAddr
+		changed = true
+	}
+	if req.GossipAddr != "" && req.GossipAddr != n.GossipAddr {
+		p.GossipAddr = req.GossipAddr
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return p
+}
+
+// Run tracks liveness while this manager leads. At start every node gets a
+// full TTL of grace, so a leader change does not mark the fleet Down.
+// gossipDead delivers node IDs gossip has declared dead.
+func (d *Dispatcher) Run(ctx context.Context, gossipDead <-chan string) {
+	period := d.period()
+	now := d.Now()
+	d.mu.Lock()
+	d.lastBeat, d.deadlines = map[string]time.Time{}, map[string]time.Time{}
+	d.Store.View(func(tx store.ReadTx) {
+		for _, n := range tx.Nodes() {
+			d.deadlines[n.Id] = now.Add(TTLPeriods * period)
+		}
+	})
+	d.mu.Unlock()
+
+	t := time.NewTicker(period / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-gossipDead:
+			d.mu.Lock()
+			recent := d.Now().Sub(d.lastBeat[id]) < period
+			d.mu.Unlock()
+			if !recent {
+				d.markDown(ctx, id, "node is unreachable (gossip failure detection)")
+			}
+		case <-t.C:
+			period = d.period()
+			d.expire(ctx)
+		}
+	}
+}
+
+func (d *Dispatcher) expire(ctx context.Context) {
+	now := d.Now()
+	var due []string
+	d.Store.View(func(tx store.ReadTx) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, n := range tx.Nodes() {
+			dl, ok := d.deadlines[n.Id]
+			if !ok {
+				// A node that joined after this leader started.
+				d.deadlines[n.Id] = now.Add(TTLPeriods * d.periodLocked(tx))
+				continue
+			}
+			if now.After(dl) && n.GetStatus().GetState() != shoalpb.NodeState_NODE_STATE_DOWN {
+				due = append(due, n.Id)
+			}
+		}
+	})
+	for _, id := range due {
+		d.markDown(ctx, id, "heartbeat failure")
+	}
+}
+
+func (d *Dispatcher) periodLocked(tx store.ReadTx) time.Duration {
+	if p := time.Duration(tx.Cluster().GetSpec().GetDispatcher().GetHeartbeatPeriodNs()); p > 0 {
+		return p
+	}
+	return DefaultHeartbeatPeriod
+}
+
+func (d *Dispatcher) markDown(ctx context.Context, id, msg string) {
+	d.mu.Lock()
+	dl, tracked := d.deadlines[id]
+	d.mu.Unlock()
+	if tracked && msg == "heartbeat failure" && !d.Now().After(dl) {
+		return // a heartbeat arrived since the expiry was noticed
+	}
+	var n *shoalpb.Node
+	d.Store.View(func(tx store.ReadTx) { n = tx.Node(id) })
+	if n == nil || n.GetStatus().GetState() == shoalpb.NodeState_NODE_STATE_DOWN {
+		return
+	}
+	patch := &shoalpb.NodeStatusPatch{
+		NodeId:      id,
+		Status:      &shoalpb.NodeStatus{State: shoalpb.NodeState_NODE_STATE_DOWN, Message: msg},
+		CheckState:  true,
+		OnlyIfState: n.GetStatus().GetState(),
+		UpdatedAt:   d.Now().UnixNano(),
+	}
+	if _, err := d.Proposer.Propose(ctx, &shoalpb.Command{Actions: []*shoalpb.StoreAction{{Target: &shoalpb.StoreAction_NodeStatusPatch{NodeStatusPatch: patch}}}}); err != nil {
+		d.Log.Warn("mark node down failed", "node", id, "err", err)
+		return
+	}
+	d.Log.Info("node is down", "node", id, "reason", msg)
+}

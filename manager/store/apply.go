@@ -1,0 +1,149 @@
+package store
+
+import (
+	"fmt"
+
+	memdb "github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoal-project/shoal/proto/shoalpb"
+)
+
+// ApplyCommand applies one replicated command at index. All of its actions
+// apply, or none do and the first error is returned.
+func (s *Store) ApplyCommand(index uint64, data []byte) error {
+	var cmd shoalpb.Command
+	if err := proto.Unmarshal(data, &cmd); err != nil {
+		s.setApplied(index)
+		return fmt.Errorf("decode command at index %d: %w: %v", index, ErrInvalidCommand, err)
+	}
+	return s.Apply(index, &cmd)
+}
+
+// Apply applies a decoded command at index.
+func (s *Store) Apply(index uint64, cmd *shoalpb.Command) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// The index advances even when the command fails: the entry is consumed.
+	defer s.setApplied(index)
+
+	txn := s.db.Load().Txn(true)
+	defer txn.Abort()
+	var events []Event
+	for i, a := range cmd.Actions {
+		ev, err := applyAction(txn, index, a)
+		if err != nil {
+			if len(cmd.Actions) > 1 {
+				return fmt.Errorf("action %d of %d: %w", i+1, len(cmd.Actions), err)
+			}
+			return err
+		}
+		if ev != nil {
+			events = append(events, *ev)
+		}
+	}
+	txn.Commit()
+	s.events.publish(index, events)
+	return nil
+}
+
+func (s *Store) setApplied(index uint64) {
+	if index > s.applied.Load() {
+		s.applied.Store(index)
+	}
+}
+
+func touched(m *shoalpb.Meta, index uint64, at int64) *shoalpb.Meta {
+	out := &shoalpb.Meta{Version: index, UpdatedAt: at}
+	if m != nil {
+		out.CreatedAt = m.CreatedAt
+	}
+	if out.CreatedAt == 0 {
+		out.CreatedAt = at
+	}
+	return out
+}
+
+func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (*Event, error) {
+	switch t := a.Target.(type) {
+	case *shoalpb.StoreAction_Node:
+		return applyObject(txn, index, a.Kind, tableNode, t.Node, t.Node.GetId(), t.Node.GetMeta(),
+			func(m *shoalpb.Meta) proto.Message { n := clone(t.Node); n.Meta = m; return n })
+	case *shoalpb.StoreAction_Cluster:
+		return applyObject(txn, index, a.Kind, tableCluster, t.Cluster, t.Cluster.GetId(), t.Cluster.GetMeta(),
+			func(m *shoalpb.Meta) proto.Message { c := clone(t.Cluster); c.Meta = m; return c })
+	case *shoalpb.StoreAction_NodeSpecPatch:
+		old, n, err := applyNodeSpecPatch(txn, index, t.NodeSpecPatch)
+		if err != nil || n == nil {
+			return nil, err
+		}
+		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
+	case *shoalpb.StoreAction_NodeStatusPatch:
+		old, n, err := applyNodeStatusPatch(txn, index, t.NodeStatusPatch)
+		if err != nil || n == nil {
+			return nil, err
+		}
+		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
+	default:
+		return nil, fmt.Errorf("action with no target: %w", ErrInvalidCommand)
+	}
+}
+
+// applyObject creates, replaces or removes a whole object.
+func applyObject(txn *memdb.Txn, index uint64, kind shoalpb.ActionKind, table string, obj proto.Message, id string, meta *shoalpb.Meta, withMeta func(*shoalpb.Meta) proto.Message) (*Event, error) {
+	if id == "" {
+		return nil, fmt.Errorf("%s with an empty ID: %w", table, ErrInvalidCommand)
+	}
+	cur, err := txn.First(table, indexID, id)
+	if err != nil {
+		return nil, err
+	}
+	var old proto.Message
+	if cur != nil {
+		old = cur.(proto.Message)
+	}
+	switch kind {
+	case shoalpb.ActionKind_ACTION_KIND_CREATE:
+		if old != nil {
+			return nil, fmt.Errorf("%s %s: %w", table, id, ErrExist)
+		}
+		at := meta.GetCreatedAt()
+		n := withMeta(&shoalpb.Meta{Version: index, CreatedAt: at, UpdatedAt: max(at, meta.GetUpdatedAt())})
+		if err := txn.Insert(table, n); err != nil {
+			return nil, err
+		}
+		return &Event{Kind: EventCreate, Object: n}, nil
+	case shoalpb.ActionKind_ACTION_KIND_UPDATE:
+		if old == nil {
+			return nil, fmt.Errorf("%s %s: %w", table, id, ErrNotExist)
+		}
+		oldMeta := metaOf(old)
+		if meta.GetVersion() != oldMeta.GetVersion() {
+			return nil, fmt.Errorf("%s %s: version %d, stored %d: %w", table, id, meta.GetVersion(), oldMeta.GetVersion(), ErrSequenceConflict)
+		}
+		n := withMeta(&shoalpb.Meta{Version: index, CreatedAt: oldMeta.GetCreatedAt(), UpdatedAt: meta.GetUpdatedAt()})
+		if err := txn.Insert(table, n); err != nil {
+			return nil, err
+		}
+		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
+	case shoalpb.ActionKind_ACTION_KIND_REMOVE:
+		if old == nil {
+			return nil, fmt.Errorf("%s %s: %w", table, id, ErrNotExist)
+		}
+		if err := txn.Delete(table, old); err != nil {
+			return nil, err
+		}
+		return &Event{Kind: EventRemove, Object: old, Old: old}, nil
+	default:
+		return nil, fmt.Errorf("%s %s: action kind %v: %w", table, id, kind, ErrInvalidCommand)
+	}
+}
+
+type hasMeta interface{ GetMeta() *shoalpb.Meta }
+
+func metaOf(m proto.Message) *shoalpb.Meta {
+	if h, ok := m.(hasMeta); ok {
+		return h.GetMeta()
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+package node
+
+import (
+	"context"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/shoal-project/shoal/identity"
+	"github.com/shoal-project/shoal/node/netmux"
+)
+
+// connPool caches one mutual-TLS gRPC connection per manager address.
+type connPool struct {
+	creds *identity.Credentials
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newConnPool(creds *identity.Credentials) *connPool {
+	return &connPool{creds: creds, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Dial returns the cached connection to addr, making it if needed.
+func (p *connPool) Dial(_ context.Context, addr string) (grpc.ClientConnInterface, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(p.creds.ClientConfig(netmux.ProtoGRPC))))
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+// Reset closes every connection, so the next calls present the current
+// certificate (after a renewal or a role change).
+func (p *connPool) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		c.Close()
+		delete(p.conns, addr)
+	}
+}
