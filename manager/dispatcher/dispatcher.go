@@ -48,7 +48,9 @@ type Dispatcher struct {
 
 func (d *Dispatcher) period() time.Duration {
 	var p time.Duration
-	d.Store.View(func(tx store.ReadTx) { p = time.Duration(tx.Cluster().GetSpec().GetDispatcher().GetHeartbeatPeriodNs()) })
+	d.Store.View(func(tx store.ReadTx) {
+		p = time.Duration(tx.Cluster().GetSpec().GetDispatcher().GetHeartbeatPeriodNs())
+	})
 	if p <= 0 {
 		return DefaultHeartbeatPeriod
 	}
