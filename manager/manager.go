@@ -74,8 +74,6 @@ type Manager struct {
 	reconciler *membership.Reconciler
 
 	stopOnce sync.Once
-	cancel   context.CancelFunc
-	done     chan struct{}
 }
 
 // New opens the manager's Raft state (bootstrapping it when asked) and
@@ -100,7 +98,7 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("bootstrap raft: %w", err)
 		}
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, store: st, raft: rn, prop: &raftProposer{raft: rn}, done: make(chan struct{})}
+	m := &Manager{cfg: cfg, log: cfg.Logger, store: st, raft: rn, prop: &raftProposer{raft: rn}}
 	deps := membership.Deps{
 		NodeID: cfg.NodeID, Store: st, Proposer: m.prop, Raft: rn, Gossip: cfg.Gossip,
 		Now: time.Now, NewNodeID: NewNodeID,
@@ -137,11 +135,10 @@ func (m *Manager) Register(s *grpc.Server) {
 	shoalpb.RegisterDispatcherServer(s, m.dispatcher)
 }
 
-// Run follows leadership changes until Stop, running the leader-only loops
-// while this manager leads.
+// Run follows leadership changes until ctx ends, running the leader-only
+// loops while this manager leads. Cancel ctx and wait for Run to return
+// before calling Stop.
 func (m *Manager) Run(ctx context.Context) {
-	ctx, m.cancel = context.WithCancel(ctx)
-	defer close(m.done)
 	changes, unsub := m.raft.WatchLeader()
 	defer unsub()
 	var (
@@ -252,13 +249,9 @@ func (m *Manager) demoteOthers(ctx context.Context) error {
 	return nil
 }
 
-// Stop ends the leader loops and shuts Raft down.
+// Stop shuts Raft down.
 func (m *Manager) Stop() {
 	m.stopOnce.Do(func() {
-		if m.cancel != nil {
-			m.cancel()
-			<-m.done
-		}
 		if err := m.raft.Shutdown(); err != nil {
 			m.log.Warn("raft shutdown", "err", err)
 		}

@@ -134,6 +134,7 @@ func (w *wrappedStream) Context() context.Context { return w.ctx }
 
 func (m *Manager) serveOrForward(ctx context.Context, c caller.Caller, req any, method string, local func(context.Context) (any, error)) (any, error) {
 	deadline := time.Now().Add(leaderWait)
+	var lastErr error
 	for {
 		if m.raft.IsLeader() {
 			if verifiesLeadership(method) {
@@ -147,13 +148,23 @@ func (m *Manager) serveOrForward(ctx context.Context, c caller.Caller, req any, 
 			return local(ctx)
 		}
 		leaderID, addr := m.raft.Leader()
-		if leaderID != "" && leaderID != m.cfg.NodeID {
+		// A follower that has not heard from its leader lately may be cut
+		// off from it: wait for a fresh leader rather than send the call
+		// into a partition.
+		if leaderID != "" && leaderID != m.cfg.NodeID && time.Since(m.raft.LastContact()) < staleLeaderContact {
 			if c.Forwarded {
 				return nil, status.Error(codes.Unavailable, "the leader changed while the request was forwarded; retry")
 			}
-			return m.forward(ctx, c, req, method, addr)
+			reply, err := m.forward(ctx, c, req, method, addr)
+			if err == nil || !notDelivered(err) {
+				return reply, err
+			}
+			lastErr = err
 		}
 		if time.Now().After(deadline) {
+			if lastErr != nil {
+				return nil, status.Errorf(codes.Unavailable, "%s (last attempt: %v)", errNoLeader, status.Convert(lastErr).Message())
+			}
 			return nil, status.Error(codes.Unavailable, errNoLeader.Error())
 		}
 		select {
@@ -162,6 +173,25 @@ func (m *Manager) serveOrForward(ctx context.Context, c caller.Caller, req any, 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// staleLeaderContact is how long a follower may go without hearing from
+// its leader before it stops forwarding to it.
+const staleLeaderContact = time.Second
+
+// forwardTimeout bounds a forwarded call, so a leader lost mid-call is
+// noticed even when its connection hangs.
+const forwardTimeout = 15 * time.Second
+
+// notDelivered reports whether a forwarded call failed before reaching
+// the leader (so it is safe to try again).
+func notDelivered(err error) bool {
+	st := status.Convert(err)
+	if st.Code() != codes.Unavailable {
+		return false
+	}
+	msg := st.Message()
+	return strings.Contains(msg, "while dialing") || strings.Contains(msg, "connection refused") || strings.Contains(msg, "no route to host")
 }
 
 func (m *Manager) forward(ctx context.Context, c caller.Caller, req any, method, addr string) (any, error) {
@@ -178,6 +208,8 @@ func (m *Manager) forward(ctx context.Context, c caller.Caller, req any, method,
 		md = metadata.Pairs(mdForwardedRole, "anonymous")
 	}
 	ctx = metadata.NewOutgoingContext(ctx, md)
+	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	defer cancel()
 	if err := conn.Invoke(ctx, method, req, reply); err != nil {
 		return nil, err
 	}

@@ -144,6 +144,7 @@ func (c *cluster) startManager(opts managerOpts) error {
 	}
 	srv := grpc.NewServer(
 		grpc.Creds(netmux.HandshakenCreds{}),
+		grpc.KeepaliveEnforcementPolicy(serverKeepalive),
 		grpc.UnaryInterceptor(m.UnaryInterceptor),
 		grpc.StreamInterceptor(m.StreamInterceptor),
 	)
@@ -161,9 +162,9 @@ func (c *cluster) stopManager() {
 		return
 	}
 	c.mgrCtx()
+	c.mgrWG.Wait()
 	c.srv.Stop()
 	c.mgr.Stop()
-	c.mgrWG.Wait()
 	c.mux.Close()
 	c.mux, c.srv, c.mgr = nil, nil, nil
 }
@@ -204,19 +205,20 @@ func (c *cluster) agent() *worker.Agent {
 	})
 }
 
-// gossipJoinLoop keeps trying to join the gossip pool through the known
-// managers until some other member answers.
+// gossipJoinLoop keeps this node in the gossip pool: whenever a known
+// manager is not seen alive (at start, or after a partition outlasted
+// gossip's own retries), it contacts it again.
 func (c *cluster) gossipJoinLoop() {
 	for {
 		var addrs []string
 		for _, p := range c.managerPeers() {
-			if p.NodeId != c.state.NodeID && p.GossipAddr != "" {
+			if p.NodeId != c.state.NodeID && p.GossipAddr != "" && !c.gossip.Alive(p.NodeId) {
 				addrs = append(addrs, p.GossipAddr)
 			}
 		}
 		if len(addrs) > 0 {
-			if n, err := c.gossip.Join(addrs); err == nil && n > 0 {
-				return
+			if _, err := c.gossip.Join(addrs); err != nil {
+				c.d.log.Debug("gossip join", "addrs", addrs, "err", err)
 			}
 		}
 		select {
@@ -291,8 +293,10 @@ func (c *cluster) promote() error {
 	if d.cl != c || c.state.Role == roleManager {
 		return nil
 	}
-	if err := c.renew(identity.RoleManager); err != nil {
-		return err
+	if c.creds.Current().Identity.Role != identity.RoleManager {
+		if err := c.renew(identity.RoleManager); err != nil {
+			return err
+		}
 	}
 	if err := os.RemoveAll(d.layout.raftDir()); err != nil {
 		return fmt.Errorf("clear raft directory: %w", err)

@@ -3,9 +3,11 @@ package node
 import (
 	"context"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/shoal-project/shoal/identity"
 	"github.com/shoal-project/shoal/node/netmux"
@@ -30,13 +32,21 @@ func (p *connPool) Dial(_ context.Context, addr string) (grpc.ClientConnInterfac
 		return c, nil
 	}
 	c, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(p.creds.ClientConfig(netmux.ProtoGRPC))))
+		grpc.WithTransportCredentials(credentials.NewTLS(p.creds.ClientConfig(netmux.ProtoGRPC))),
+		grpc.WithKeepaliveParams(clientKeepalive))
 	if err != nil {
 		return nil, err
 	}
 	p.conns[addr] = c
 	return c, nil
 }
+
+// Keepalives find connections to a vanished manager within seconds instead
+// of leaving calls to hang on them; the server allows pings this often.
+var (
+	clientKeepalive = keepalive.ClientParameters{Time: 2 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true}
+	serverKeepalive = keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}
+)
 
 // Reset closes every connection, so the next calls present the current
 // certificate (after a renewal or a role change).

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Runs a local Shoal cluster: 3 managers and 2 workers, each a "host" in its
+# own network namespace on a private LAN (198.18.0.0/16) that lives in a
+# namespace of its own. Needs root, iproute2 and util-linux (nsenter).
+#
+#   scripts/demo.sh          build, start the cluster and show it
+#   scripts/demo.sh down     stop every daemon and remove the namespaces
+#
+# While it runs, talk to any node with
+#   /tmp/shoal-demo/shoal -H unix:///tmp/shoal-demo/node1.sock node ls
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DIR=/tmp/shoal-demo
+NS=shdemo
+MANAGERS=3
+WORKERS=2
+TOTAL=$((MANAGERS + WORKERS))
+shoal() { "$DIR/shoal" -H "unix://$DIR/node$1.sock" "${@:2}"; }
+
+down() {
+  for pidfile in "$DIR"/node*.pid; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+  done
+  for ns in $(ip netns list | awk '{print $1}' | grep "^${NS}-" || true); do
+    ip netns del "$ns"
+  done
+  rm -rf "$DIR"
+}
+
+up() {
+  down
+  mkdir -p "$DIR"
+  echo "building shoal..."
+  go build -o "$DIR/shoal" ./cmd/shoal
+
+  ip netns add "$NS-lan"
+  ip -n "$NS-lan" link add br0 type bridge
+  ip -n "$NS-lan" link set br0 up
+  for i in $(seq "$TOTAL"); do
+    ip netns add "$NS-h$i"
+    ip link add "${NS}h$i" type veth peer name "${NS}b$i"
+    ip link set "${NS}h$i" netns "$NS-h$i"
+    ip link set "${NS}b$i" netns "$NS-lan"
+    ip -n "$NS-h$i" link set "${NS}h$i" name eth0
+    ip -n "$NS-h$i" addr add "198.18.0.$i/16" dev eth0
+    ip -n "$NS-h$i" link set eth0 up
+    ip -n "$NS-h$i" link set lo up
+    ip -n "$NS-lan" link set "${NS}b$i" master br0
+    ip -n "$NS-lan" link set "${NS}b$i" up
+    nsenter --net="/run/netns/$NS-h$i" "$DIR/shoal" daemon --data-dir "$DIR/node$i" \
+      --host "unix://$DIR/node$i.sock" --node-name "node$i" --advertise-addr "198.18.0.$i" \
+      >"$DIR/node$i.log" 2>&1 &
+    echo $! >"$DIR/node$i.pid"
+  done
+  for i in $(seq "$TOTAL"); do
+    for _ in $(seq 100); do [ -S "$DIR/node$i.sock" ] && break; sleep 0.1; done
+    [ -S "$DIR/node$i.sock" ] || { echo "node$i did not start; see $DIR/node$i.log" >&2; exit 1; }
+  done
+
+  shoal 1 swarm init --advertise-addr 198.18.0.1
+  mtok=$(shoal 1 swarm join-token -q manager)
+  wtok=$(shoal 1 swarm join-token -q worker)
+  for i in $(seq 2 "$MANAGERS"); do shoal "$i" swarm join --token "$mtok" 198.18.0.1:2377; done
+  for i in $(seq $((MANAGERS + 1)) "$TOTAL"); do shoal "$i" swarm join --token "$wtok" 198.18.0.1:2377; done
+  shoal 1 node update --label-add zone=a node4 >/dev/null
+  shoal 1 node update --label-add zone=b node5 >/dev/null
+  for _ in $(seq 50); do
+    [ "$(shoal 1 node ls --format '{{.Status}}' | grep -c Ready)" = "$TOTAL" ] && break
+    sleep 0.2
+  done
+  echo
+  shoal 1 node ls
+  echo
+  echo "The cluster is running. Try:"
+  echo "  $DIR/shoal -H unix://$DIR/node2.sock node ls"
+  echo "  $DIR/shoal -H unix://$DIR/node1.sock info"
+  echo "  kill -9 \$(cat $DIR/node1.pid); $DIR/shoal -H unix://$DIR/node2.sock node ls"
+  echo "Logs: $DIR/node*.log. Stop it with: scripts/demo.sh down"
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 [up|down]" >&2; exit 2 ;;
+esac
