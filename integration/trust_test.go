@@ -163,21 +163,35 @@ func dialInNetns(ctx context.Context, netns, addr string) (net.Conn, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		// The thread is left locked on purpose: it ends with the goroutine
-		// instead of returning to the pool in a foreign namespace.
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: err}
+			return
+		}
+		defer orig.Close()
 		f, err := os.Open("/run/netns/" + netns)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: err}
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("setns %s: %w", netns, err)}
 			return
 		}
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
 		ch <- result{c, err}
+		// Back to the original namespace before the thread is reused. If
+		// that fails the thread stays locked and ends with the goroutine.
+		// (A thread that ends also kills children forked from it with a
+		// parent-death signal, so the normal path must unlock.)
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	r := <-ch
 	return r.c, r.err

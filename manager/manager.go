@@ -159,7 +159,7 @@ func (m *Manager) Run(ctx context.Context) {
 				}
 				return
 			}
-			isLeader := ch.LeaderID == m.cfg.NodeID && m.raft.IsLeader()
+			isLeader := ch.IsLeader
 			if isLeader == leading {
 				continue
 			}

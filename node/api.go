@@ -379,9 +379,13 @@ func (a *daemonAPI) Leave(ctx context.Context, req *shoalpb.LeaveRequest) (*shoa
 	if d.state == nil {
 		return nil, status.Error(codes.FailedPrecondition, errNotInSwarm.Error())
 	}
-	if d.state.Role == roleManager {
+	role, managers := d.state.Role, len(d.state.Managers)
+	if d.cl != nil {
+		role, managers = d.cl.role(), len(d.cl.managerPeers())
+	}
+	if role == roleManager {
 		if !req.Force {
-			return nil, status.Errorf(codes.FailedPrecondition, "You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves %d managers out of %d. The safe way to leave a manager is to demote it first with \"shoal node demote\". Use `--force` to ignore this message.", max(len(d.state.Managers)-1, 0), len(d.state.Managers))
+			return nil, status.Errorf(codes.FailedPrecondition, "You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves %d managers out of %d. The safe way to leave a manager is to demote it first with \"shoal node demote\". Use `--force` to ignore this message.", max(managers-1, 0), managers)
 		}
 		if d.cl != nil {
 			d.cl.raftLeave(ctx)
@@ -400,8 +404,8 @@ func (a *daemonAPI) Leave(ctx context.Context, req *shoalpb.LeaveRequest) (*shoa
 // raftLeave asks the other managers to drop this one from the voters, if
 // that keeps their quorum. It is best effort: a forced leave goes on anyway.
 func (c *cluster) raftLeave(ctx context.Context) {
-	for _, p := range c.state.Managers {
-		if p.NodeID == c.state.NodeID {
+	for _, p := range c.managerPeers() {
+		if p.NodeId == c.state.NodeID {
 			continue
 		}
 		conn, err := c.pool.Dial(ctx, p.Addr)
@@ -431,12 +435,14 @@ func (a *daemonAPI) Info(ctx context.Context, _ *shoalpb.InfoRequest) (*shoalpb.
 	resp.LocalNodeState = "active"
 	resp.NodeId, resp.ClusterId = st.NodeID, st.ClusterID
 	resp.NodeAddr, _, _ = net.SplitHostPort(st.AdvertiseAddr)
-	resp.RemoteManagers = peersToProto(st.Managers)
-	resp.HeartbeatPeriodNs = st.HeartbeatPeriodNs
 	if d.cl == nil {
 		resp.LocalNodeState = "error"
 		return resp, nil
 	}
+	resp.RemoteManagers = d.cl.managerPeers()
+	d.cl.smu.Lock()
+	resp.HeartbeatPeriodNs = st.HeartbeatPeriodNs
+	d.cl.smu.Unlock()
 	resp.CertNotAfter = d.cl.creds.Current().Leaf.NotAfter.UnixNano()
 	if m := d.cl.mgr; m != nil {
 		resp.ControlAvailable = true

@@ -45,7 +45,14 @@ type cluster struct {
 	mgrWG  sync.WaitGroup
 
 	roleChange sync.Mutex // one role change at a time
+	renewMu    sync.Mutex // one certificate renewal at a time
 	jitter     float64    // where in the renewal window this node renews
+
+	// smu guards the contents of state. It is a leaf lock: nothing that
+	// waits for the cluster's goroutines runs while it is held, and those
+	// goroutines (agent, gossip, renewal) take only smu, never d.mu, so
+	// lifecycle operations holding d.mu can stop them.
+	smu sync.Mutex
 }
 
 // startCluster starts the components for st. Callers hold d.mu.
@@ -182,11 +189,29 @@ func (c *cluster) stop(leave bool) {
 	c.pool.Reset()
 }
 
-// managerPeers returns the known managers, this node excluded.
+// managerPeers returns the known managers.
 func (c *cluster) managerPeers() []*shoalpb.Peer {
-	c.d.mu.Lock()
-	defer c.d.mu.Unlock()
+	c.smu.Lock()
+	defer c.smu.Unlock()
 	return peersToProto(c.state.Managers)
+}
+
+// role returns the role this node runs now.
+func (c *cluster) role() string {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.state.Role
+}
+
+// setRole records a new local role and saves the state.
+func (c *cluster) setRole(role string, managers []*shoalpb.Peer) error {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	c.state.Role = role
+	if len(managers) > 0 {
+		c.state.Managers = peersFromProto(managers)
+	}
+	return saveState(c.d.layout, c.state)
 }
 
 func (c *cluster) agent() *worker.Agent {
@@ -231,12 +256,10 @@ func (c *cluster) gossipJoinLoop() {
 
 // onHeartbeat records what the managers said and starts role changes.
 func (c *cluster) onHeartbeat(resp *shoalpb.HeartbeatResponse) {
-	d := c.d
-	d.mu.Lock()
-	if d.cl != c {
-		d.mu.Unlock()
+	if c.ctx.Err() != nil {
 		return
 	}
+	c.smu.Lock()
 	peers := peersFromProto(resp.Managers)
 	changed := len(peers) > 0 && !samePeers(peers, c.state.Managers)
 	if changed {
@@ -247,13 +270,13 @@ func (c *cluster) onHeartbeat(resp *shoalpb.HeartbeatResponse) {
 		changed = true
 	}
 	if changed {
-		if err := saveState(d.layout, c.state); err != nil {
-			d.log.Warn("save state", "err", err)
+		if err := saveState(c.d.layout, c.state); err != nil {
+			c.d.log.Warn("save state", "err", err)
 		}
 	}
 	role := c.state.Role
 	isVoter := slices.ContainsFunc(resp.Managers, func(p *shoalpb.Peer) bool { return p.NodeId == c.state.NodeID })
-	d.mu.Unlock()
+	c.smu.Unlock()
 
 	switch {
 	case resp.DesiredRole == shoalpb.NodeRole_NODE_ROLE_MANAGER && role == roleWorker:
@@ -290,7 +313,7 @@ func (c *cluster) promote() error {
 	d := c.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.cl != c || c.state.Role == roleManager {
+	if d.cl != c || c.role() == roleManager {
 		return nil
 	}
 	if c.creds.Current().Identity.Role != identity.RoleManager {
@@ -310,11 +333,7 @@ func (c *cluster) promote() error {
 		os.RemoveAll(d.layout.raftDir())
 		return err
 	}
-	c.state.Role = roleManager
-	if len(resp.Managers) > 0 {
-		c.state.Managers = peersFromProto(resp.Managers)
-	}
-	if err := saveState(d.layout, c.state); err != nil {
+	if err := c.setRole(roleManager, resp.Managers); err != nil {
 		return err
 	}
 	d.log.Info("this node is now a manager")
@@ -325,8 +344,8 @@ func (c *cluster) promote() error {
 // to the voters. Callers hold d.mu.
 func (c *cluster) raftJoin() (*shoalpb.RaftJoinResponse, error) {
 	var lastErr error = errors.New("no other manager is known")
-	for _, p := range c.state.Managers {
-		if p.NodeID == c.state.NodeID {
+	for _, p := range c.managerPeers() {
+		if p.NodeId == c.state.NodeID {
 			continue
 		}
 		conn, err := c.pool.Dial(c.ctx, p.Addr)
@@ -351,15 +370,14 @@ func (c *cluster) demote() error {
 	d := c.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.cl != c || c.state.Role == roleWorker {
+	if d.cl != c || c.role() == roleWorker {
 		return nil
 	}
 	c.stopManager()
 	if err := os.RemoveAll(d.layout.raftDir()); err != nil {
 		return fmt.Errorf("clear raft directory: %w", err)
 	}
-	c.state.Role = roleWorker
-	if err := saveState(d.layout, c.state); err != nil {
+	if err := c.setRole(roleWorker, nil); err != nil {
 		return err
 	}
 	if err := c.renew(identity.RoleWorker); err != nil {
@@ -372,6 +390,8 @@ func (c *cluster) demote() error {
 // renew gets a new certificate for this node from the managers and starts
 // using it. want, when valid, is the role the new certificate must carry.
 func (c *cluster) renew(want identity.Role) error {
+	c.renewMu.Lock()
+	defer c.renewMu.Unlock()
 	signer, err := identity.ParsePrivateKeyPEM(c.creds.Current().Material.KeyPEM)
 	if err != nil {
 		return err
@@ -381,7 +401,7 @@ func (c *cluster) renew(want identity.Role) error {
 		return err
 	}
 	var lastErr error = errors.New("no manager is known")
-	for _, p := range c.state.Managers {
+	for _, p := range c.managerPeers() {
 		conn, err := c.pool.Dial(c.ctx, p.Addr)
 		if err != nil {
 			lastErr = err
@@ -432,9 +452,7 @@ func (c *cluster) renewLoop() {
 		if !identity.NeedsRenewal(c.creds.Current().Leaf, time.Now(), c.jitter) {
 			continue
 		}
-		c.d.mu.Lock()
 		err := c.renew(identity.Role(-1))
-		c.d.mu.Unlock()
 		if err != nil {
 			c.d.log.Warn("certificate renewal failed; retrying", "err", err)
 			select {

@@ -41,10 +41,19 @@ const (
 func writeSysctlsIn(netns string, kv [][2]string) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread switches network namespace and is never unlocked, so
-		// the runtime destroys it when this goroutine returns instead of
-		// reusing it for other goroutines.
+		// The thread switches namespace and back. It must be unlocked
+		// afterwards: a thread that ends takes with it the children forked
+		// from it (their parent-death signal fires), which could be any
+		// lab's daemons. Only if switching back fails does it stay locked
+		// and end with this goroutine.
 		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		errc <- func() error {
 			f, err := os.Open(nsPath(netns))
 			if err != nil {
@@ -63,6 +72,9 @@ func writeSysctlsIn(netns string, kv [][2]string) error {
 			}
 			return nil
 		}()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	return <-errc
 }

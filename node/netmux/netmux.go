@@ -127,17 +127,23 @@ func (m *Mux) route(c net.Conn) {
 	case target.ch <- tc:
 	case <-m.done:
 		tc.Close()
+	case <-target.closed:
+		tc.Close()
 	}
 }
 
+// chanListener hands out the connections routed to one protocol. Closing
+// it ends its Accept (so a server's Serve returns) without closing the Mux.
 type chanListener struct {
-	addr net.Addr
-	ch   chan net.Conn
-	done <-chan struct{}
+	addr      net.Addr
+	ch        chan net.Conn
+	done      <-chan struct{} // the Mux closed
+	closed    chan struct{}   // this listener closed
+	closeOnce sync.Once
 }
 
 func newChanListener(addr net.Addr, done <-chan struct{}) *chanListener {
-	return &chanListener{addr: addr, ch: make(chan net.Conn), done: done}
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: done, closed: make(chan struct{})}
 }
 
 func (l *chanListener) Accept() (net.Conn, error) {
@@ -146,8 +152,14 @@ func (l *chanListener) Accept() (net.Conn, error) {
 		return c, nil
 	case <-l.done:
 		return nil, net.ErrClosed
+	case <-l.closed:
+		return nil, net.ErrClosed
 	}
 }
 
-func (l *chanListener) Close() error   { return nil }
+func (l *chanListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
 func (l *chanListener) Addr() net.Addr { return l.addr }

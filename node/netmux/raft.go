@@ -35,8 +35,8 @@ var _ raft.StreamLayer = (*StreamLayer)(nil)
 // Accept returns the next inbound Raft connection.
 func (s *StreamLayer) Accept() (net.Conn, error) { return s.mux.Raft().Accept() }
 
-// Close is a no-op: the Mux owns the listener.
-func (s *StreamLayer) Close() error { return nil }
+// Close stops accepting Raft connections; the Mux itself stays open.
+func (s *StreamLayer) Close() error { return s.mux.Raft().Close() }
 
 // Addr is the advertised address.
 func (s *StreamLayer) Addr() net.Addr { return s.advertise }

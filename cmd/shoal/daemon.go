@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoal-project/shoal/node"
+)
+
+type daemonOptions struct {
+	dataDir       string
+	nodeName      string
+	advertiseAddr string
+	listenAddr    string
+	gossipPort    int
+	logLevel      *enumValue
+}
+
+func newDaemonCmd(g *globalOptions) *cobra.Command {
+	o := &daemonOptions{logLevel: newEnum("log level", "info", "debug", "info", "warn", "error")}
+	cmd := &cobra.Command{
+		Use:   "daemon [OPTIONS]",
+		Short: "Run the Shoal daemon",
+		Long: "Run the Shoal daemon: serve the control socket given by --host and, once\n" +
+			"the node belongs to a swarm, take part in it. It runs until SIGINT or SIGTERM.",
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := runDaemon(cmd, g, o); err != nil {
+				return fmt.Errorf("shoal daemon: %w", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", node.DefaultDataDir, "Directory of the node's persistent state")
+	f.StringVar(&o.nodeName, "node-name", "", "Name of this node in the swarm (default: the hostname)")
+	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "Default advertised address (IP[:port] or interface) for swarm init and join")
+	f.StringVar(&o.listenAddr, "listen-addr", node.DefaultListenAddr, "Default listen address (IP[:port] or interface) for swarm init and join")
+	f.IntVar(&o.gossipPort, "gossip-port", 7946, "Port of the node's gossip endpoint")
+	f.Var(o.logLevel, "log-level", "Logging level (debug, info, warn, error)")
+	return cmd
+}
+
+func runDaemon(cmd *cobra.Command, g *globalOptions, o *daemonOptions) error {
+	if _, err := socketPath(g.host); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevels[o.logLevel.value]}))
+	d, err := node.New(node.Config{
+		DataDir:       o.dataDir,
+		Host:          g.host,
+		NodeName:      o.nodeName,
+		AdvertiseAddr: o.advertiseAddr,
+		ListenAddr:    o.listenAddr,
+		GossipPort:    o.gossipPort,
+		Logger:        logger,
+		Version:       version,
+		GitCommit:     buildCommit(),
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger.Info("starting shoal daemon", "version", version, "commit", buildCommit(), "pid", os.Getpid())
+	if err := d.Run(ctx); err != nil {
+		return err
+	}
+	logger.Info("shoal daemon stopped")
+	return nil
+}
