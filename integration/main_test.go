@@ -1,6 +1,3 @@
-// Package integration runs real shoal binaries as hosts in network
-// namespaces and checks the cluster's behaviour end to end: formation,
-// failover, partitions, trust, role changes and recovery.
 package integration
 
 import (
@@ -32,12 +29,18 @@ type testCluster struct {
 // nWorkers workers, and waits until every node is Ready.
 func newCluster(t *testing.T, nManagers, nWorkers int) *testCluster {
 	t.Helper()
+	return newClusterArgs(t, nManagers, nWorkers)
+}
+
+// newClusterArgs is newCluster with extra daemon flags on every host.
+func newClusterArgs(t *testing.T, nManagers, nWorkers int, daemonArgs ...string) *testCluster {
+	t.Helper()
 	harness.RequireRoot(t)
 	bin := harness.BuildShoal(t, harness.RaceEnabled)
 	c := &testCluster{lab: harness.NewLab(t, harness.LabOptions{Binary: bin}), ids: map[*harness.Host]string{}}
 	for i := 0; i < nManagers+nWorkers; i++ {
 		h := c.lab.AddHost(t)
-		h.Start(t)
+		h.Start(t, daemonArgs...)
 		if i < nManagers {
 			c.managers = append(c.managers, h)
 		} else {

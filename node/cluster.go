@@ -134,16 +134,18 @@ func (c *cluster) startManager(opts managerOpts) error {
 		return err
 	}
 	m, err := manager.New(manager.Config{
-		NodeID:          st.NodeID,
-		AdvertiseAddr:   st.AdvertiseAddr,
-		RaftDir:         c.d.layout.raftDir(),
-		Transport:       raftstore.NewNetworkTransport(sl, c.d.log.With("component", "raft-transport")),
-		Logger:          c.d.log.With("component", "manager"),
-		Gossip:          c.gossip,
-		GossipDead:      c.dead,
-		Dial:            c.pool.Dial,
-		Bootstrap:       opts.bootstrap,
-		ForceNewCluster: opts.forceNewCluster,
+		NodeID:           st.NodeID,
+		AdvertiseAddr:    st.AdvertiseAddr,
+		RaftDir:          c.d.layout.raftDir(),
+		Transport:        raftstore.NewNetworkTransport(sl, c.d.log.With("component", "raft-transport")),
+		Logger:           c.d.log.With("component", "manager"),
+		Gossip:           c.gossip,
+		GossipDead:       c.dead,
+		Dial:             c.pool.Dial,
+		Bootstrap:        opts.bootstrap,
+		ForceNewCluster:  opts.forceNewCluster,
+		HeartbeatTimeout: c.d.cfg.RaftTimeout,
+		ElectionTimeout:  c.d.cfg.RaftTimeout,
 	})
 	if err != nil {
 		mux.Close()

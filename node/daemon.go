@@ -27,6 +27,13 @@ const (
 	DefaultHost       = "unix:///run/shoal/shoal.sock"
 	DefaultListenAddr = "0.0.0.0:2377"
 	DefaultPort       = 2377
+	// DefaultRaftTimeout is half of hashicorp/raft's 1 s default: with 1 s,
+	// a follower notices a dead leader after 1–3 s and failover takes about
+	// 2.4 s here; with 500 ms it takes about half (docs/BENCHMARKS.md).
+	DefaultRaftTimeout = 500 * time.Millisecond
+	// MinRaftTimeout and MaxRaftTimeout bound --raft-timeout.
+	MinRaftTimeout = 100 * time.Millisecond
+	MaxRaftTimeout = 10 * time.Second
 )
 
 // Config configures the daemon.
@@ -37,9 +44,12 @@ type Config struct {
 	AdvertiseAddr string // default advertise address (IP or IP:port)
 	ListenAddr    string // default listen address
 	GossipPort    int
-	Logger        *slog.Logger
-	Version       string
-	GitCommit     string
+	// RaftTimeout is the Raft heartbeat and election timeout of this
+	// node's manager (0: DefaultRaftTimeout).
+	RaftTimeout time.Duration
+	Logger      *slog.Logger
+	Version     string
+	GitCommit   string
 }
 
 // Daemon is one node's long-running process.
@@ -77,6 +87,12 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	if cfg.GossipPort == 0 {
 		cfg.GossipPort = 7946
+	}
+	if cfg.RaftTimeout == 0 {
+		cfg.RaftTimeout = DefaultRaftTimeout
+	}
+	if cfg.RaftTimeout < MinRaftTimeout || cfg.RaftTimeout > MaxRaftTimeout {
+		return nil, fmt.Errorf("invalid raft timeout %s: must be between %s and %s", cfg.RaftTimeout, MinRaftTimeout, MaxRaftTimeout)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)

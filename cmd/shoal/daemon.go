@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +19,7 @@ type daemonOptions struct {
 	advertiseAddr string
 	listenAddr    string
 	gossipPort    int
+	raftTimeout   time.Duration
 	logLevel      *enumValue
 }
 
@@ -42,6 +44,7 @@ func newDaemonCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.advertiseAddr, "advertise-addr", "", "Default advertised address (IP[:port] or interface) for swarm init and join")
 	f.StringVar(&o.listenAddr, "listen-addr", node.DefaultListenAddr, "Default listen address (IP[:port] or interface) for swarm init and join")
 	f.IntVar(&o.gossipPort, "gossip-port", 7946, "Port of the node's gossip endpoint")
+	f.DurationVar(&o.raftTimeout, "raft-timeout", node.DefaultRaftTimeout, "Raft heartbeat and election timeout of this node when it is a manager")
 	f.Var(o.logLevel, "log-level", "Logging level (debug, info, warn, error)")
 	return cmd
 }
@@ -58,6 +61,7 @@ func runDaemon(cmd *cobra.Command, g *globalOptions, o *daemonOptions) error {
 		AdvertiseAddr: o.advertiseAddr,
 		ListenAddr:    o.listenAddr,
 		GossipPort:    o.gossipPort,
+		RaftTimeout:   o.raftTimeout,
 		Logger:        logger,
 		Version:       version,
 		GitCommit:     buildCommit(),

@@ -1,0 +1,120 @@
+package archtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/shoal-project/shoal"
+
+type pkg struct {
+	ImportPath string
+	Doc        string
+	Imports    []string
+	Deps       []string
+	Name       string
+}
+
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-json", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+// rules lists, per package prefix, the packages it must never depend on
+// (directly or indirectly), with the reason.
+// With direct set, only the package's own imports are checked (the
+// generated API package brings gRPC along with the message types).
+var rules = []struct {
+	pkg, banned, why string
+	direct           bool
+}{
+	{"worker", "manager", "the node agent runs on workers, which hold no cluster state", false},
+	{"worker", "raftstore", "workers take no part in consensus", false},
+	{"worker", "node", "node wires the worker, not the other way round", false},
+	{"manager", "worker", "the control plane does not run tasks", false},
+	{"manager", "node", "node wires the manager, not the other way round", false},
+	{"manager/store", "github.com/hashicorp/raft", "the store is testable without replication", false},
+	{"manager/store", "raftstore", "the store is testable without replication", false},
+	{"manager/store", "google.golang.org/grpc", "the store knows nothing of RPC", true},
+	{"manager/ca", "google.golang.org/grpc", "the CA is pure crypto", false},
+	{"manager/ca", "manager/store", "the CA is pure crypto", false},
+	{"identity", "manager", "identity is shared by every role", false},
+	{"identity", "worker", "identity is shared by every role", false},
+	{"identity", "node", "identity is shared by every role", false},
+	{"raftstore", "manager", "raftstore replicates opaque commands", false},
+	{"raftstore", "proto", "raftstore replicates opaque commands", false},
+	{"raftstore", "google.golang.org/grpc", "raftstore replicates opaque commands", false},
+	{"node/netmux", "manager", "the port mux carries bytes, not cluster state", false},
+	{"node/gossip", "manager", "gossip is not a source of truth", false},
+	{"integration/harness", "manager", "the harness drives the binary only", false},
+	{"overlay", "manager", "the data plane is fed through interfaces", false},
+	{"overlay", "raftstore", "the data plane is fed through interfaces", false},
+}
+
+func full(p string) string {
+	if strings.Contains(p, ".") {
+		return p
+	}
+	return module + "/" + p
+}
+
+func under(path, prefix string) bool {
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+// TestImportBoundaries keeps the architecture's layering true.
+func TestImportBoundaries(t *testing.T) {
+	for _, p := range listPackages(t) {
+		for _, r := range rules {
+			if !under(p.ImportPath, full(r.pkg)) {
+				continue
+			}
+			deps := p.Imports
+			if !r.direct {
+				deps = append(deps, p.Deps...)
+			}
+			for _, d := range deps {
+				if under(d, full(r.banned)) {
+					t.Errorf("%s depends on %s: %s", p.ImportPath, d, r.why)
+					break
+				}
+			}
+		}
+		for _, d := range p.Imports {
+			if under(d, module+"/cmd") {
+				t.Errorf("%s imports %s: nothing imports cmd/", p.ImportPath, d)
+			}
+		}
+	}
+}
+
+// generated packages hold only protoc output, which carries no package doc.
+var generated = map[string]bool{module + "/proto/shoalpb": true}
+
+// TestPackageDocs requires every package to say what it owns.
+func TestPackageDocs(t *testing.T) {
+	for _, p := range listPackages(t) {
+		if p.Doc == "" && !generated[p.ImportPath] {
+			t.Errorf("%s has no package doc comment", p.ImportPath)
+		}
+	}
+}
