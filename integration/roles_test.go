@@ -112,6 +112,15 @@ func TestNodeCommandsRefuseBadInput(t *testing.T) {
 	if r := rowOf(rows, c.workers[0].Name); r.Availability != "Active" || r.Status != "Ready" {
 		t.Fatalf("refused commands changed the worker: %+v", r)
 	}
+	expectCLIError(t, m, "30m0s", "swarm", "update", "--cert-expiry", "30m")
+	expectCLIError(t, m, "2m0s", "swarm", "update", "--dispatcher-heartbeat", "2m")
+	m.MustCLI(t, "swarm", "update", "--dispatcher-heartbeat", "2s")
+	harness.Eventually(t, 20*time.Second, "the worker learns the new heartbeat period", func() error {
+		if got := strings.TrimSpace(c.workers[0].MustCLI(t, "info", "--format", "{{.Swarm.Cluster.Spec.Dispatcher.HeartbeatPeriod}}")); got != "2s" {
+			return fmt.Errorf("worker heartbeat period %q", got)
+		}
+		return nil
+	})
 	m.MustCLI(t, "node", "update", "--availability", "drain", "--label-add", "zone=a", c.workers[0].Name)
 	got := strings.TrimSpace(m.MustCLI(t, "node", "inspect", "--format", "{{.Spec.Availability}} {{index .Spec.Labels \"zone\"}}", c.workers[0].Name))
 	if got != "drain a" {
