@@ -18,8 +18,14 @@ if ! "$gobin/protoc-gen-go-grpc" --version 2>/dev/null | grep -q "${PROTOC_GEN_G
 fi
 command -v protoc >/dev/null || { echo "genproto: protoc not found (apt-get install protobuf-compiler)" >&2; exit 1; }
 
-rm -f proto/shoalpb/*.pb.go
+# Generate into a scratch directory first, so a failed run leaves the
+# committed code untouched.
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 PATH="$gobin:$PATH" protoc -I proto \
-  --go_out=. --go_opt=module=github.com/shoal-project/shoal \
-  --go-grpc_out=. --go-grpc_opt=module=github.com/shoal-project/shoal \
+  --go_out="$out" --go_opt=module=github.com/shoal-project/shoal \
+  --go-grpc_out="$out" --go-grpc_opt=module=github.com/shoal-project/shoal \
   proto/*.proto
+mkdir -p proto/shoalpb
+rm -f proto/shoalpb/*.pb.go
+cp "$out"/proto/shoalpb/*.pb.go proto/shoalpb/

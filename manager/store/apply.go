@@ -72,6 +72,29 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (*Event, 
 	case *shoalpb.StoreAction_Cluster:
 		return applyObject(txn, index, a.Kind, tableCluster, t.Cluster, t.Cluster.GetId(), t.Cluster.GetMeta(),
 			func(m *shoalpb.Meta) proto.Message { c := clone(t.Cluster); c.Meta = m; return c })
+	case *shoalpb.StoreAction_Service:
+		if a.Kind != shoalpb.ActionKind_ACTION_KIND_REMOVE {
+			if o := (readTx{txn: txn}).ServiceByName(t.Service.GetSpec().GetName()); o != nil && o.Id != t.Service.GetId() {
+				return nil, fmt.Errorf("service name %s is already in use by service %s: %w", t.Service.GetSpec().GetName(), o.Id, ErrExist)
+			}
+		}
+		return applyObject(txn, index, a.Kind, tableService, t.Service, t.Service.GetId(), t.Service.GetMeta(),
+			func(m *shoalpb.Meta) proto.Message { c := clone(t.Service); c.Meta = m; return c })
+	case *shoalpb.StoreAction_Task:
+		return applyObject(txn, index, a.Kind, tableTask, t.Task, t.Task.GetId(), t.Task.GetMeta(),
+			func(m *shoalpb.Meta) proto.Message { c := clone(t.Task); c.Meta = m; return c })
+	case *shoalpb.StoreAction_TaskStatusPatch:
+		old, n, err := applyTaskStatus(txn, index, t.TaskStatusPatch)
+		if err != nil || n == nil {
+			return nil, err
+		}
+		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
+	case *shoalpb.StoreAction_TaskDesiredStatePatch:
+		old, n, err := applyTaskDesiredState(txn, index, t.TaskDesiredStatePatch)
+		if err != nil || n == nil {
+			return nil, err
+		}
+		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
 	case *shoalpb.StoreAction_NodeSpecPatch:
 		old, n, err := applyNodeSpecPatch(txn, index, t.NodeSpecPatch)
 		if err != nil || n == nil {

@@ -17,6 +17,8 @@ func (s *Store) Snapshot() (func(w io.Writer) error, error) {
 		if c := tx.Cluster(); c != nil {
 			snap.Clusters = append(snap.Clusters, c)
 		}
+		snap.Services = tx.Services()
+		snap.Tasks = tx.Tasks()
 	})
 	return func(w io.Writer) error {
 		b, err := proto.Marshal(&snap)
@@ -54,6 +56,20 @@ func (s *Store) Restore(r io.Reader) error {
 			return fmt.Errorf("restore cluster %s: %w", c.Id, err)
 		}
 		last = max(last, c.GetMeta().GetVersion())
+	}
+	for _, o := range snap.Services {
+		if err := txn.Insert(tableService, o); err != nil {
+			txn.Abort()
+			return fmt.Errorf("restore service %s: %w", o.Id, err)
+		}
+		last = max(last, o.GetMeta().GetVersion())
+	}
+	for _, o := range snap.Tasks {
+		if err := txn.Insert(tableTask, o); err != nil {
+			txn.Abort()
+			return fmt.Errorf("restore task %s: %w", o.Id, err)
+		}
+		last = max(last, o.GetMeta().GetVersion())
 	}
 	txn.Commit()
 	s.mu.Lock()

@@ -23,7 +23,12 @@ var (
 const (
 	tableNode    = "node"
 	tableCluster = "cluster"
+	tableService = "service"
+	tableTask    = "task"
 	indexID      = "id"
+	indexName    = "name"
+	indexService = "service"
+	indexNode    = "node"
 )
 
 func schema() *memdb.DBSchema {
@@ -38,6 +43,21 @@ func schema() *memdb.DBSchema {
 			Name: tableCluster,
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+			},
+		},
+		tableService: {
+			Name: tableService,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID:   {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				indexName: {Name: indexName, Unique: true, Indexer: serviceNameIndex{}},
+			},
+		},
+		tableTask: {
+			Name: tableTask,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID:      {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				indexService: {Name: indexService, Indexer: &memdb.StringFieldIndex{Field: "ServiceId"}},
+				indexNode:    {Name: indexNode, AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "NodeId"}},
 			},
 		},
 	}}
@@ -84,6 +104,17 @@ type ReadTx interface {
 	// FindNode resolves an ID, a unique ID prefix or a unique hostname.
 	FindNode(ref string) (*shoalpb.Node, error)
 	Cluster() *shoalpb.Cluster
+
+	Service(id string) *shoalpb.Service
+	Services() []*shoalpb.Service
+	ServiceByName(name string) *shoalpb.Service
+	// FindService resolves an ID, a unique ID prefix or a name.
+	FindService(ref string) (*shoalpb.Service, error)
+
+	Task(id string) *shoalpb.Task
+	Tasks() []*shoalpb.Task
+	TasksByService(serviceID string) []*shoalpb.Task
+	TasksByNode(nodeID string) []*shoalpb.Task
 }
 
 type readTx struct{ txn *memdb.Txn }

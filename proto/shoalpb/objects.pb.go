@@ -219,59 +219,6 @@ func (Reachability) EnumDescriptor() ([]byte, []int) {
 	return file_objects_proto_rawDescGZIP(), []int{3}
 }
 
-type ActionKind int32
-
-const (
-	ActionKind_ACTION_KIND_UNKNOWN ActionKind = 0
-	ActionKind_ACTION_KIND_CREATE  ActionKind = 1
-	// UPDATE replaces the object; its meta.version must equal the stored one.
-	ActionKind_ACTION_KIND_UPDATE ActionKind = 2
-	ActionKind_ACTION_KIND_REMOVE ActionKind = 3
-)
-
-// Enum value maps for ActionKind.
-var (
-	ActionKind_name = map[int32]string{
-		0: "ACTION_KIND_UNKNOWN",
-		1: "ACTION_KIND_CREATE",
-		2: "ACTION_KIND_UPDATE",
-		3: "ACTION_KIND_REMOVE",
-	}
-	ActionKind_value = map[string]int32{
-		"ACTION_KIND_UNKNOWN": 0,
-		"ACTION_KIND_CREATE":  1,
-		"ACTION_KIND_UPDATE":  2,
-		"ACTION_KIND_REMOVE":  3,
-	}
-)
-
-func (x ActionKind) Enum() *ActionKind {
-	p := new(ActionKind)
-	*p = x
-	return p
-}
-
-func (x ActionKind) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (ActionKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_objects_proto_enumTypes[4].Descriptor()
-}
-
-func (ActionKind) Type() protoreflect.EnumType {
-	return &file_objects_proto_enumTypes[4]
-}
-
-func (x ActionKind) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use ActionKind.Descriptor instead.
-func (ActionKind) EnumDescriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{4}
-}
-
 // Meta is carried by every stored object.
 type Meta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1356,455 +1303,6 @@ func (x *Cluster) GetRemovedNodes() []string {
 	return nil
 }
 
-// NodeSpecPatch changes a node's spec in place, so concurrent patches of
-// different fields or labels never overwrite one another.
-type NodeSpecPatch struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	NodeId          string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	SetAvailability bool                   `protobuf:"varint,2,opt,name=set_availability,json=setAvailability,proto3" json:"set_availability,omitempty"`
-	Availability    NodeAvailability       `protobuf:"varint,3,opt,name=availability,proto3,enum=shoal.v1.NodeAvailability" json:"availability,omitempty"`
-	SetDesiredRole  bool                   `protobuf:"varint,4,opt,name=set_desired_role,json=setDesiredRole,proto3" json:"set_desired_role,omitempty"`
-	DesiredRole     NodeRole               `protobuf:"varint,5,opt,name=desired_role,json=desiredRole,proto3,enum=shoal.v1.NodeRole" json:"desired_role,omitempty"`
-	LabelsAdd       map[string]string      `protobuf:"bytes,6,rep,name=labels_add,json=labelsAdd,proto3" json:"labels_add,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	LabelsRm        []string               `protobuf:"bytes,7,rep,name=labels_rm,json=labelsRm,proto3" json:"labels_rm,omitempty"`
-	UpdatedAt       int64                  `protobuf:"varint,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
-}
-
-func (x *NodeSpecPatch) Reset() {
-	*x = NodeSpecPatch{}
-	mi := &file_objects_proto_msgTypes[17]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *NodeSpecPatch) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*NodeSpecPatch) ProtoMessage() {}
-
-func (x *NodeSpecPatch) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[17]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use NodeSpecPatch.ProtoReflect.Descriptor instead.
-func (*NodeSpecPatch) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{17}
-}
-
-func (x *NodeSpecPatch) GetNodeId() string {
-	if x != nil {
-		return x.NodeId
-	}
-	return ""
-}
-
-func (x *NodeSpecPatch) GetSetAvailability() bool {
-	if x != nil {
-		return x.SetAvailability
-	}
-	return false
-}
-
-func (x *NodeSpecPatch) GetAvailability() NodeAvailability {
-	if x != nil {
-		return x.Availability
-	}
-	return NodeAvailability_NODE_AVAILABILITY_ACTIVE
-}
-
-func (x *NodeSpecPatch) GetSetDesiredRole() bool {
-	if x != nil {
-		return x.SetDesiredRole
-	}
-	return false
-}
-
-func (x *NodeSpecPatch) GetDesiredRole() NodeRole {
-	if x != nil {
-		return x.DesiredRole
-	}
-	return NodeRole_NODE_ROLE_WORKER
-}
-
-func (x *NodeSpecPatch) GetLabelsAdd() map[string]string {
-	if x != nil {
-		return x.LabelsAdd
-	}
-	return nil
-}
-
-func (x *NodeSpecPatch) GetLabelsRm() []string {
-	if x != nil {
-		return x.LabelsRm
-	}
-	return nil
-}
-
-func (x *NodeSpecPatch) GetUpdatedAt() int64 {
-	if x != nil {
-		return x.UpdatedAt
-	}
-	return 0
-}
-
-// NodeStatusPatch sets the observed part of a node.
-type NodeStatusPatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Status        *NodeStatus            `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
-	SetRole       bool                   `protobuf:"varint,3,opt,name=set_role,json=setRole,proto3" json:"set_role,omitempty"`
-	Role          NodeRole               `protobuf:"varint,4,opt,name=role,proto3,enum=shoal.v1.NodeRole" json:"role,omitempty"`
-	Description   *NodeDescription       `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
-	Certificate   *NodeCertificate       `protobuf:"bytes,6,opt,name=certificate,proto3" json:"certificate,omitempty"`
-	AdvertiseAddr string                 `protobuf:"bytes,7,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
-	GossipAddr    string                 `protobuf:"bytes,8,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
-	UpdatedAt     int64                  `protobuf:"varint,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	// only_if_state, when set, applies the patch only if the node's current
-	// state is this one (used to avoid racing liveness updates).
-	CheckState    bool      `protobuf:"varint,10,opt,name=check_state,json=checkState,proto3" json:"check_state,omitempty"`
-	OnlyIfState   NodeState `protobuf:"varint,11,opt,name=only_if_state,json=onlyIfState,proto3,enum=shoal.v1.NodeState" json:"only_if_state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *NodeStatusPatch) Reset() {
-	*x = NodeStatusPatch{}
-	mi := &file_objects_proto_msgTypes[18]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *NodeStatusPatch) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*NodeStatusPatch) ProtoMessage() {}
-
-func (x *NodeStatusPatch) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[18]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use NodeStatusPatch.ProtoReflect.Descriptor instead.
-func (*NodeStatusPatch) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{18}
-}
-
-func (x *NodeStatusPatch) GetNodeId() string {
-	if x != nil {
-		return x.NodeId
-	}
-	return ""
-}
-
-func (x *NodeStatusPatch) GetStatus() *NodeStatus {
-	if x != nil {
-		return x.Status
-	}
-	return nil
-}
-
-func (x *NodeStatusPatch) GetSetRole() bool {
-	if x != nil {
-		return x.SetRole
-	}
-	return false
-}
-
-func (x *NodeStatusPatch) GetRole() NodeRole {
-	if x != nil {
-		return x.Role
-	}
-	return NodeRole_NODE_ROLE_WORKER
-}
-
-func (x *NodeStatusPatch) GetDescription() *NodeDescription {
-	if x != nil {
-		return x.Description
-	}
-	return nil
-}
-
-func (x *NodeStatusPatch) GetCertificate() *NodeCertificate {
-	if x != nil {
-		return x.Certificate
-	}
-	return nil
-}
-
-func (x *NodeStatusPatch) GetAdvertiseAddr() string {
-	if x != nil {
-		return x.AdvertiseAddr
-	}
-	return ""
-}
-
-func (x *NodeStatusPatch) GetGossipAddr() string {
-	if x != nil {
-		return x.GossipAddr
-	}
-	return ""
-}
-
-func (x *NodeStatusPatch) GetUpdatedAt() int64 {
-	if x != nil {
-		return x.UpdatedAt
-	}
-	return 0
-}
-
-func (x *NodeStatusPatch) GetCheckState() bool {
-	if x != nil {
-		return x.CheckState
-	}
-	return false
-}
-
-func (x *NodeStatusPatch) GetOnlyIfState() NodeState {
-	if x != nil {
-		return x.OnlyIfState
-	}
-	return NodeState_NODE_STATE_UNKNOWN
-}
-
-type StoreAction struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Kind  ActionKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=shoal.v1.ActionKind" json:"kind,omitempty"`
-	// Types that are valid to be assigned to Target:
-	//
-	//	*StoreAction_Node
-	//	*StoreAction_Cluster
-	//	*StoreAction_NodeSpecPatch
-	//	*StoreAction_NodeStatusPatch
-	Target        isStoreAction_Target `protobuf_oneof:"target"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *StoreAction) Reset() {
-	*x = StoreAction{}
-	mi := &file_objects_proto_msgTypes[19]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *StoreAction) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*StoreAction) ProtoMessage() {}
-
-func (x *StoreAction) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[19]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use StoreAction.ProtoReflect.Descriptor instead.
-func (*StoreAction) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{19}
-}
-
-func (x *StoreAction) GetKind() ActionKind {
-	if x != nil {
-		return x.Kind
-	}
-	return ActionKind_ACTION_KIND_UNKNOWN
-}
-
-func (x *StoreAction) GetTarget() isStoreAction_Target {
-	if x != nil {
-		return x.Target
-	}
-	return nil
-}
-
-func (x *StoreAction) GetNode() *Node {
-	if x != nil {
-		if x, ok := x.Target.(*StoreAction_Node); ok {
-			return x.Node
-		}
-	}
-	return nil
-}
-
-func (x *StoreAction) GetCluster() *Cluster {
-	if x != nil {
-		if x, ok := x.Target.(*StoreAction_Cluster); ok {
-			return x.Cluster
-		}
-	}
-	return nil
-}
-
-func (x *StoreAction) GetNodeSpecPatch() *NodeSpecPatch {
-	if x != nil {
-		if x, ok := x.Target.(*StoreAction_NodeSpecPatch); ok {
-			return x.NodeSpecPatch
-		}
-	}
-	return nil
-}
-
-func (x *StoreAction) GetNodeStatusPatch() *NodeStatusPatch {
-	if x != nil {
-		if x, ok := x.Target.(*StoreAction_NodeStatusPatch); ok {
-			return x.NodeStatusPatch
-		}
-	}
-	return nil
-}
-
-type isStoreAction_Target interface {
-	isStoreAction_Target()
-}
-
-type StoreAction_Node struct {
-	Node *Node `protobuf:"bytes,2,opt,name=node,proto3,oneof"`
-}
-
-type StoreAction_Cluster struct {
-	Cluster *Cluster `protobuf:"bytes,3,opt,name=cluster,proto3,oneof"`
-}
-
-type StoreAction_NodeSpecPatch struct {
-	NodeSpecPatch *NodeSpecPatch `protobuf:"bytes,4,opt,name=node_spec_patch,json=nodeSpecPatch,proto3,oneof"`
-}
-
-type StoreAction_NodeStatusPatch struct {
-	NodeStatusPatch *NodeStatusPatch `protobuf:"bytes,5,opt,name=node_status_patch,json=nodeStatusPatch,proto3,oneof"`
-}
-
-func (*StoreAction_Node) isStoreAction_Target() {}
-
-func (*StoreAction_Cluster) isStoreAction_Target() {}
-
-func (*StoreAction_NodeSpecPatch) isStoreAction_Target() {}
-
-func (*StoreAction_NodeStatusPatch) isStoreAction_Target() {}
-
-// Command is one Raft log entry: all its actions apply, or none.
-type Command struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Actions       []*StoreAction         `protobuf:"bytes,1,rep,name=actions,proto3" json:"actions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Command) Reset() {
-	*x = Command{}
-	mi := &file_objects_proto_msgTypes[20]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Command) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Command) ProtoMessage() {}
-
-func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[20]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Command.ProtoReflect.Descriptor instead.
-func (*Command) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{20}
-}
-
-func (x *Command) GetActions() []*StoreAction {
-	if x != nil {
-		return x.Actions
-	}
-	return nil
-}
-
-// StoreSnapshot is the whole store, written by Raft snapshots.
-type StoreSnapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Clusters      []*Cluster             `protobuf:"bytes,2,rep,name=clusters,proto3" json:"clusters,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *StoreSnapshot) Reset() {
-	*x = StoreSnapshot{}
-	mi := &file_objects_proto_msgTypes[21]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *StoreSnapshot) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*StoreSnapshot) ProtoMessage() {}
-
-func (x *StoreSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[21]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use StoreSnapshot.ProtoReflect.Descriptor instead.
-func (*StoreSnapshot) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{21}
-}
-
-func (x *StoreSnapshot) GetNodes() []*Node {
-	if x != nil {
-		return x.Nodes
-	}
-	return nil
-}
-
-func (x *StoreSnapshot) GetClusters() []*Cluster {
-	if x != nil {
-		return x.Clusters
-	}
-	return nil
-}
-
 var File_objects_proto protoreflect.FileDescriptor
 
 const file_objects_proto_rawDesc = "" +
@@ -1902,49 +1400,7 @@ const file_objects_proto_rawDesc = "" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12#\n" +
-	"\rremoved_nodes\x18\a \x03(\tR\fremovedNodes\"\xb5\x03\n" +
-	"\rNodeSpecPatch\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12)\n" +
-	"\x10set_availability\x18\x02 \x01(\bR\x0fsetAvailability\x12>\n" +
-	"\favailability\x18\x03 \x01(\x0e2\x1a.shoal.v1.NodeAvailabilityR\favailability\x12(\n" +
-	"\x10set_desired_role\x18\x04 \x01(\bR\x0esetDesiredRole\x125\n" +
-	"\fdesired_role\x18\x05 \x01(\x0e2\x12.shoal.v1.NodeRoleR\vdesiredRole\x12E\n" +
-	"\n" +
-	"labels_add\x18\x06 \x03(\v2&.shoal.v1.NodeSpecPatch.LabelsAddEntryR\tlabelsAdd\x12\x1b\n" +
-	"\tlabels_rm\x18\a \x03(\tR\blabelsRm\x12\x1d\n" +
-	"\n" +
-	"updated_at\x18\b \x01(\x03R\tupdatedAt\x1a<\n" +
-	"\x0eLabelsAddEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd6\x03\n" +
-	"\x0fNodeStatusPatch\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
-	"\x06status\x18\x02 \x01(\v2\x14.shoal.v1.NodeStatusR\x06status\x12\x19\n" +
-	"\bset_role\x18\x03 \x01(\bR\asetRole\x12&\n" +
-	"\x04role\x18\x04 \x01(\x0e2\x12.shoal.v1.NodeRoleR\x04role\x12;\n" +
-	"\vdescription\x18\x05 \x01(\v2\x19.shoal.v1.NodeDescriptionR\vdescription\x12;\n" +
-	"\vcertificate\x18\x06 \x01(\v2\x19.shoal.v1.NodeCertificateR\vcertificate\x12%\n" +
-	"\x0eadvertise_addr\x18\a \x01(\tR\radvertiseAddr\x12\x1f\n" +
-	"\vgossip_addr\x18\b \x01(\tR\n" +
-	"gossipAddr\x12\x1d\n" +
-	"\n" +
-	"updated_at\x18\t \x01(\x03R\tupdatedAt\x12\x1f\n" +
-	"\vcheck_state\x18\n" +
-	" \x01(\bR\n" +
-	"checkState\x127\n" +
-	"\ronly_if_state\x18\v \x01(\x0e2\x13.shoal.v1.NodeStateR\vonlyIfState\"\xa2\x02\n" +
-	"\vStoreAction\x12(\n" +
-	"\x04kind\x18\x01 \x01(\x0e2\x14.shoal.v1.ActionKindR\x04kind\x12$\n" +
-	"\x04node\x18\x02 \x01(\v2\x0e.shoal.v1.NodeH\x00R\x04node\x12-\n" +
-	"\acluster\x18\x03 \x01(\v2\x11.shoal.v1.ClusterH\x00R\acluster\x12A\n" +
-	"\x0fnode_spec_patch\x18\x04 \x01(\v2\x17.shoal.v1.NodeSpecPatchH\x00R\rnodeSpecPatch\x12G\n" +
-	"\x11node_status_patch\x18\x05 \x01(\v2\x19.shoal.v1.NodeStatusPatchH\x00R\x0fnodeStatusPatchB\b\n" +
-	"\x06target\":\n" +
-	"\aCommand\x12/\n" +
-	"\aactions\x18\x01 \x03(\v2\x15.shoal.v1.StoreActionR\aactions\"d\n" +
-	"\rStoreSnapshot\x12$\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x0e.shoal.v1.NodeR\x05nodes\x12-\n" +
-	"\bclusters\x18\x02 \x03(\v2\x11.shoal.v1.ClusterR\bclusters*7\n" +
+	"\rremoved_nodes\x18\a \x03(\tR\fremovedNodes*7\n" +
 	"\bNodeRole\x12\x14\n" +
 	"\x10NODE_ROLE_WORKER\x10\x00\x12\x15\n" +
 	"\x11NODE_ROLE_MANAGER\x10\x01*j\n" +
@@ -1960,13 +1416,7 @@ const file_objects_proto_rawDesc = "" +
 	"\fReachability\x12\x18\n" +
 	"\x14REACHABILITY_UNKNOWN\x10\x00\x12\x1c\n" +
 	"\x18REACHABILITY_UNREACHABLE\x10\x01\x12\x1a\n" +
-	"\x16REACHABILITY_REACHABLE\x10\x02*m\n" +
-	"\n" +
-	"ActionKind\x12\x17\n" +
-	"\x13ACTION_KIND_UNKNOWN\x10\x00\x12\x16\n" +
-	"\x12ACTION_KIND_CREATE\x10\x01\x12\x16\n" +
-	"\x12ACTION_KIND_UPDATE\x10\x02\x12\x16\n" +
-	"\x12ACTION_KIND_REMOVE\x10\x03B.Z,github.com/shoal-project/shoal/proto/shoalpbb\x06proto3"
+	"\x16REACHABILITY_REACHABLE\x10\x02B.Z,github.com/shoal-project/shoal/proto/shoalpbb\x06proto3"
 
 var (
 	file_objects_proto_rawDescOnce sync.Once
@@ -1980,88 +1430,65 @@ func file_objects_proto_rawDescGZIP() []byte {
 	return file_objects_proto_rawDescData
 }
 
-var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_objects_proto_goTypes = []any{
 	(NodeRole)(0),             // 0: shoal.v1.NodeRole
 	(NodeAvailability)(0),     // 1: shoal.v1.NodeAvailability
 	(NodeState)(0),            // 2: shoal.v1.NodeState
 	(Reachability)(0),         // 3: shoal.v1.Reachability
-	(ActionKind)(0),           // 4: shoal.v1.ActionKind
-	(*Meta)(nil),              // 5: shoal.v1.Meta
-	(*NodeSpec)(nil),          // 6: shoal.v1.NodeSpec
-	(*Platform)(nil),          // 7: shoal.v1.Platform
-	(*Resources)(nil),         // 8: shoal.v1.Resources
-	(*NodeDescription)(nil),   // 9: shoal.v1.NodeDescription
-	(*NodeStatus)(nil),        // 10: shoal.v1.NodeStatus
-	(*ManagerStatus)(nil),     // 11: shoal.v1.ManagerStatus
-	(*NodeCertificate)(nil),   // 12: shoal.v1.NodeCertificate
-	(*Node)(nil),              // 13: shoal.v1.Node
-	(*RaftSpec)(nil),          // 14: shoal.v1.RaftSpec
-	(*DispatcherSpec)(nil),    // 15: shoal.v1.DispatcherSpec
-	(*CASpec)(nil),            // 16: shoal.v1.CASpec
-	(*OrchestrationSpec)(nil), // 17: shoal.v1.OrchestrationSpec
-	(*ClusterSpec)(nil),       // 18: shoal.v1.ClusterSpec
-	(*JoinTokens)(nil),        // 19: shoal.v1.JoinTokens
-	(*RootCA)(nil),            // 20: shoal.v1.RootCA
-	(*Cluster)(nil),           // 21: shoal.v1.Cluster
-	(*NodeSpecPatch)(nil),     // 22: shoal.v1.NodeSpecPatch
-	(*NodeStatusPatch)(nil),   // 23: shoal.v1.NodeStatusPatch
-	(*StoreAction)(nil),       // 24: shoal.v1.StoreAction
-	(*Command)(nil),           // 25: shoal.v1.Command
-	(*StoreSnapshot)(nil),     // 26: shoal.v1.StoreSnapshot
-	nil,                       // 27: shoal.v1.NodeSpec.LabelsEntry
-	nil,                       // 28: shoal.v1.NodeDescription.EngineLabelsEntry
-	nil,                       // 29: shoal.v1.ClusterSpec.LabelsEntry
-	nil,                       // 30: shoal.v1.NodeSpecPatch.LabelsAddEntry
+	(*Meta)(nil),              // 4: shoal.v1.Meta
+	(*NodeSpec)(nil),          // 5: shoal.v1.NodeSpec
+	(*Platform)(nil),          // 6: shoal.v1.Platform
+	(*Resources)(nil),         // 7: shoal.v1.Resources
+	(*NodeDescription)(nil),   // 8: shoal.v1.NodeDescription
+	(*NodeStatus)(nil),        // 9: shoal.v1.NodeStatus
+	(*ManagerStatus)(nil),     // 10: shoal.v1.ManagerStatus
+	(*NodeCertificate)(nil),   // 11: shoal.v1.NodeCertificate
+	(*Node)(nil),              // 12: shoal.v1.Node
+	(*RaftSpec)(nil),          // 13: shoal.v1.RaftSpec
+	(*DispatcherSpec)(nil),    // 14: shoal.v1.DispatcherSpec
+	(*CASpec)(nil),            // 15: shoal.v1.CASpec
+	(*OrchestrationSpec)(nil), // 16: shoal.v1.OrchestrationSpec
+	(*ClusterSpec)(nil),       // 17: shoal.v1.ClusterSpec
+	(*JoinTokens)(nil),        // 18: shoal.v1.JoinTokens
+	(*RootCA)(nil),            // 19: shoal.v1.RootCA
+	(*Cluster)(nil),           // 20: shoal.v1.Cluster
+	nil,                       // 21: shoal.v1.NodeSpec.LabelsEntry
+	nil,                       // 22: shoal.v1.NodeDescription.EngineLabelsEntry
+	nil,                       // 23: shoal.v1.ClusterSpec.LabelsEntry
 }
 var file_objects_proto_depIdxs = []int32{
 	0,  // 0: shoal.v1.NodeSpec.desired_role:type_name -> shoal.v1.NodeRole
 	1,  // 1: shoal.v1.NodeSpec.availability:type_name -> shoal.v1.NodeAvailability
-	27, // 2: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
-	7,  // 3: shoal.v1.NodeDescription.platform:type_name -> shoal.v1.Platform
-	8,  // 4: shoal.v1.NodeDescription.resources:type_name -> shoal.v1.Resources
-	28, // 5: shoal.v1.NodeDescription.engine_labels:type_name -> shoal.v1.NodeDescription.EngineLabelsEntry
+	21, // 2: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
+	6,  // 3: shoal.v1.NodeDescription.platform:type_name -> shoal.v1.Platform
+	7,  // 4: shoal.v1.NodeDescription.resources:type_name -> shoal.v1.Resources
+	22, // 5: shoal.v1.NodeDescription.engine_labels:type_name -> shoal.v1.NodeDescription.EngineLabelsEntry
 	2,  // 6: shoal.v1.NodeStatus.state:type_name -> shoal.v1.NodeState
 	3,  // 7: shoal.v1.ManagerStatus.reachability:type_name -> shoal.v1.Reachability
 	0,  // 8: shoal.v1.NodeCertificate.role:type_name -> shoal.v1.NodeRole
-	5,  // 9: shoal.v1.Node.meta:type_name -> shoal.v1.Meta
-	6,  // 10: shoal.v1.Node.spec:type_name -> shoal.v1.NodeSpec
-	9,  // 11: shoal.v1.Node.description:type_name -> shoal.v1.NodeDescription
-	10, // 12: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
+	4,  // 9: shoal.v1.Node.meta:type_name -> shoal.v1.Meta
+	5,  // 10: shoal.v1.Node.spec:type_name -> shoal.v1.NodeSpec
+	8,  // 11: shoal.v1.Node.description:type_name -> shoal.v1.NodeDescription
+	9,  // 12: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
 	0,  // 13: shoal.v1.Node.role:type_name -> shoal.v1.NodeRole
-	11, // 14: shoal.v1.Node.manager_status:type_name -> shoal.v1.ManagerStatus
-	12, // 15: shoal.v1.Node.certificate:type_name -> shoal.v1.NodeCertificate
-	14, // 16: shoal.v1.ClusterSpec.raft:type_name -> shoal.v1.RaftSpec
-	15, // 17: shoal.v1.ClusterSpec.dispatcher:type_name -> shoal.v1.DispatcherSpec
-	16, // 18: shoal.v1.ClusterSpec.ca:type_name -> shoal.v1.CASpec
-	17, // 19: shoal.v1.ClusterSpec.orchestration:type_name -> shoal.v1.OrchestrationSpec
-	29, // 20: shoal.v1.ClusterSpec.labels:type_name -> shoal.v1.ClusterSpec.LabelsEntry
-	5,  // 21: shoal.v1.Cluster.meta:type_name -> shoal.v1.Meta
-	18, // 22: shoal.v1.Cluster.spec:type_name -> shoal.v1.ClusterSpec
-	20, // 23: shoal.v1.Cluster.root_ca:type_name -> shoal.v1.RootCA
-	19, // 24: shoal.v1.Cluster.join_tokens:type_name -> shoal.v1.JoinTokens
-	1,  // 25: shoal.v1.NodeSpecPatch.availability:type_name -> shoal.v1.NodeAvailability
-	0,  // 26: shoal.v1.NodeSpecPatch.desired_role:type_name -> shoal.v1.NodeRole
-	30, // 27: shoal.v1.NodeSpecPatch.labels_add:type_name -> shoal.v1.NodeSpecPatch.LabelsAddEntry
-	10, // 28: shoal.v1.NodeStatusPatch.status:type_name -> shoal.v1.NodeStatus
-	0,  // 29: shoal.v1.NodeStatusPatch.role:type_name -> shoal.v1.NodeRole
-	9,  // 30: shoal.v1.NodeStatusPatch.description:type_name -> shoal.v1.NodeDescription
-	12, // 31: shoal.v1.NodeStatusPatch.certificate:type_name -> shoal.v1.NodeCertificate
-	2,  // 32: shoal.v1.NodeStatusPatch.only_if_state:type_name -> shoal.v1.NodeState
-	4,  // 33: shoal.v1.StoreAction.kind:type_name -> shoal.v1.ActionKind
-	13, // 34: shoal.v1.StoreAction.node:type_name -> shoal.v1.Node
-	21, // 35: shoal.v1.StoreAction.cluster:type_name -> shoal.v1.Cluster
-	22, // 36: shoal.v1.StoreAction.node_spec_patch:type_name -> shoal.v1.NodeSpecPatch
-	23, // 37: shoal.v1.StoreAction.node_status_patch:type_name -> shoal.v1.NodeStatusPatch
-	24, // 38: shoal.v1.Command.actions:type_name -> shoal.v1.StoreAction
-	13, // 39: shoal.v1.StoreSnapshot.nodes:type_name -> shoal.v1.Node
-	21, // 40: shoal.v1.StoreSnapshot.clusters:type_name -> shoal.v1.Cluster
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	10, // 14: shoal.v1.Node.manager_status:type_name -> shoal.v1.ManagerStatus
+	11, // 15: shoal.v1.Node.certificate:type_name -> shoal.v1.NodeCertificate
+	13, // 16: shoal.v1.ClusterSpec.raft:type_name -> shoal.v1.RaftSpec
+	14, // 17: shoal.v1.ClusterSpec.dispatcher:type_name -> shoal.v1.DispatcherSpec
+	15, // 18: shoal.v1.ClusterSpec.ca:type_name -> shoal.v1.CASpec
+	16, // 19: shoal.v1.ClusterSpec.orchestration:type_name -> shoal.v1.OrchestrationSpec
+	23, // 20: shoal.v1.ClusterSpec.labels:type_name -> shoal.v1.ClusterSpec.LabelsEntry
+	4,  // 21: shoal.v1.Cluster.meta:type_name -> shoal.v1.Meta
+	17, // 22: shoal.v1.Cluster.spec:type_name -> shoal.v1.ClusterSpec
+	19, // 23: shoal.v1.Cluster.root_ca:type_name -> shoal.v1.RootCA
+	18, // 24: shoal.v1.Cluster.join_tokens:type_name -> shoal.v1.JoinTokens
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -2069,19 +1496,13 @@ func file_objects_proto_init() {
 	if File_objects_proto != nil {
 		return
 	}
-	file_objects_proto_msgTypes[19].OneofWrappers = []any{
-		(*StoreAction_Node)(nil),
-		(*StoreAction_Cluster)(nil),
-		(*StoreAction_NodeSpecPatch)(nil),
-		(*StoreAction_NodeStatusPatch)(nil),
-	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   26,
+			NumEnums:      4,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

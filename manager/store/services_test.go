@@ -1,0 +1,121 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/shoal-project/shoal/proto/shoalpb"
+)
+
+func svcAction(kind shoalpb.ActionKind, s *shoalpb.Service) *shoalpb.StoreAction {
+	return &shoalpb.StoreAction{Kind: kind, Target: &shoalpb.StoreAction_Service{Service: s}}
+}
+
+func taskAction(kind shoalpb.ActionKind, t *shoalpb.Task) *shoalpb.StoreAction {
+	return &shoalpb.StoreAction{Kind: kind, Target: &shoalpb.StoreAction_Task{Task: t}}
+}
+
+func TestServiceNamesAreUnique(t *testing.T) {
+	s := New()
+	p := &LocalProposer{Store: s}
+	create := shoalpb.ActionKind_ACTION_KIND_CREATE
+	mustPropose(t, p, svcAction(create, &shoalpb.Service{Id: "s1", Spec: &shoalpb.ServiceSpec{Name: "web"}}))
+	_, err := p.Propose(context.Background(), &shoalpb.Command{Actions: []*shoalpb.StoreAction{
+		svcAction(create, &shoalpb.Service{Id: "s2", Spec: &shoalpb.ServiceSpec{Name: "WEB"}}),
+	}})
+	if !errors.Is(err, ErrExist) {
+		t.Fatalf("duplicate name: err = %v, want ErrExist", err)
+	}
+	mustPropose(t, p, svcAction(create, &shoalpb.Service{Id: "s2", Spec: &shoalpb.ServiceSpec{Name: "db"}}))
+	// Renaming onto a taken name is refused too.
+	var db *shoalpb.Service
+	s.View(func(tx ReadTx) { db = tx.Service("s2") })
+	renamed := clone(db)
+	renamed.Spec.Name = "web"
+	if _, err := p.Propose(context.Background(), &shoalpb.Command{Actions: []*shoalpb.StoreAction{svcAction(shoalpb.ActionKind_ACTION_KIND_UPDATE, renamed)}}); !errors.Is(err, ErrExist) {
+		t.Fatalf("rename onto a taken name: err = %v", err)
+	}
+	s.View(func(tx ReadTx) {
+		for ref, want := range map[string]string{"web": "s1", "Web": "s1", "s2": "s2", "db": "s2"} {
+			got, err := tx.FindService(ref)
+			if err != nil || got.Id != want {
+				t.Errorf("FindService(%q) = %v, %v; want %s", ref, got, err, want)
+			}
+		}
+		if _, err := tx.FindService("s"); !errors.Is(err, ErrAmbiguous) {
+			t.Errorf("FindService(s) err = %v, want ErrAmbiguous", err)
+		}
+		if _, err := tx.FindService("nope"); !errors.Is(err, ErrNotExist) {
+			t.Errorf("FindService(nope) err = %v, want ErrNotExist", err)
+		}
+	})
+	// Once removed, the name is free again.
+	mustPropose(t, p, svcAction(shoalpb.ActionKind_ACTION_KIND_REMOVE, &shoalpb.Service{Id: "s1"}))
+	mustPropose(t, p, svcAction(create, &shoalpb.Service{Id: "s3", Spec: &shoalpb.ServiceSpec{Name: "web"}}))
+}
+
+func TestTaskIndexesAndMonotonicStatus(t *testing.T) {
+	s := New()
+	p := &LocalProposer{Store: s}
+	create := shoalpb.ActionKind_ACTION_KIND_CREATE
+	mustPropose(t, p,
+		taskAction(create, &shoalpb.Task{Id: "t1", ServiceId: "s1", NodeId: "n1", DesiredState: shoalpb.TaskState_TASK_STATE_RUNNING}),
+		taskAction(create, &shoalpb.Task{Id: "t2", ServiceId: "s1", NodeId: "n2", DesiredState: shoalpb.TaskState_TASK_STATE_RUNNING}),
+		taskAction(create, &shoalpb.Task{Id: "t3", ServiceId: "s2", DesiredState: shoalpb.TaskState_TASK_STATE_RUNNING}),
+	)
+	s.View(func(tx ReadTx) {
+		if n := len(tx.TasksByService("s1")); n != 2 {
+			t.Errorf("tasks of s1 = %d, want 2", n)
+		}
+		if ts := tx.TasksByNode("n2"); len(ts) != 1 || ts[0].Id != "t2" {
+			t.Errorf("tasks on n2 = %v", ts)
+		}
+		// Unassigned tasks are not in the node index.
+		if n := len(tx.TasksByNode("")); n != 0 {
+			t.Errorf("TasksByNode(\"\") = %d tasks, want 0", n)
+		}
+	})
+	status := func(st shoalpb.TaskState) *shoalpb.StoreAction {
+		return &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: &shoalpb.TaskStatusPatch{TaskId: "t1", Status: &shoalpb.TaskStatus{State: st}}}}
+	}
+	mustPropose(t, p, status(shoalpb.TaskState_TASK_STATE_RUNNING))
+	mustPropose(t, p, status(shoalpb.TaskState_TASK_STATE_STARTING)) // late report: ignored
+	mustPropose(t, p, status(shoalpb.TaskState_TASK_STATE_RUNNING))  // repeated: fine
+	s.View(func(tx ReadTx) {
+		if st := tx.Task("t1").Status.State; st != shoalpb.TaskState_TASK_STATE_RUNNING {
+			t.Fatalf("state = %v, want RUNNING", st)
+		}
+	})
+	desired := func(st shoalpb.TaskState) *shoalpb.StoreAction {
+		return &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskDesiredStatePatch{TaskDesiredStatePatch: &shoalpb.TaskDesiredStatePatch{TaskId: "t1", DesiredState: st}}}
+	}
+	mustPropose(t, p, desired(shoalpb.TaskState_TASK_STATE_SHUTDOWN))
+	mustPropose(t, p, desired(shoalpb.TaskState_TASK_STATE_RUNNING)) // never lowered
+	s.View(func(tx ReadTx) {
+		if d := tx.Task("t1").DesiredState; d != shoalpb.TaskState_TASK_STATE_SHUTDOWN {
+			t.Fatalf("desired = %v, want SHUTDOWN", d)
+		}
+	})
+	// A report for a task that is gone is not an error.
+	mustPropose(t, p, &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: &shoalpb.TaskStatusPatch{TaskId: "gone", Status: &shoalpb.TaskStatus{}}}})
+
+	write, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	s2 := New()
+	if err := s2.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	s2.View(func(tx ReadTx) {
+		if len(tx.Tasks()) != 3 || tx.Task("t1").DesiredState != shoalpb.TaskState_TASK_STATE_SHUTDOWN {
+			t.Fatalf("restored tasks: %v", tx.Tasks())
+		}
+	})
+}

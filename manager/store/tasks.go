@@ -1,0 +1,75 @@
+package store
+
+import (
+	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/shoal-project/shoal/proto/shoalpb"
+)
+
+func (tx readTx) Task(id string) *shoalpb.Task {
+	o, err := tx.txn.First(tableTask, indexID, id)
+	if err != nil || o == nil {
+		return nil
+	}
+	return o.(*shoalpb.Task)
+}
+
+func (tx readTx) Tasks() []*shoalpb.Task { return tx.tasks(indexID) }
+
+func (tx readTx) TasksByService(serviceID string) []*shoalpb.Task {
+	return tx.tasks(indexService, serviceID)
+}
+
+func (tx readTx) TasksByNode(nodeID string) []*shoalpb.Task {
+	return tx.tasks(indexNode, nodeID)
+}
+
+func (tx readTx) tasks(index string, args ...any) []*shoalpb.Task {
+	it, err := tx.txn.Get(tableTask, index, args...)
+	if err != nil {
+		return nil
+	}
+	var out []*shoalpb.Task
+	for o := it.Next(); o != nil; o = it.Next() {
+		out = append(out, o.(*shoalpb.Task))
+	}
+	return out
+}
+
+func getTask(txn *memdb.Txn, id string) *shoalpb.Task { return readTx{txn: txn}.Task(id) }
+
+// applyTaskStatus records a reported status when it does not move the
+// task's state backwards. A stale report is ignored, not an error: workers
+// may repeat reports after reconnecting.
+func applyTaskStatus(txn *memdb.Txn, index uint64, p *shoalpb.TaskStatusPatch) (*shoalpb.Task, *shoalpb.Task, error) {
+	old := getTask(txn, p.TaskId)
+	if old == nil || p.Status == nil {
+		// The task may have been removed since the worker reported.
+		return nil, nil, nil
+	}
+	if p.Status.State < old.GetStatus().GetState() {
+		return old, nil, nil
+	}
+	t := clone(old)
+	t.Status = clone(p.Status)
+	t.Meta = touched(t.Meta, index, p.Status.Timestamp)
+	if err := txn.Insert(tableTask, t); err != nil {
+		return nil, nil, err
+	}
+	return old, t, nil
+}
+
+// applyTaskDesiredState raises a task's desired state.
+func applyTaskDesiredState(txn *memdb.Txn, index uint64, p *shoalpb.TaskDesiredStatePatch) (*shoalpb.Task, *shoalpb.Task, error) {
+	old := getTask(txn, p.TaskId)
+	if old == nil || p.DesiredState <= old.DesiredState {
+		return old, nil, nil
+	}
+	t := clone(old)
+	t.DesiredState = p.DesiredState
+	t.Meta = touched(t.Meta, index, p.UpdatedAt)
+	if err := txn.Insert(tableTask, t); err != nil {
+		return nil, nil, err
+	}
+	return old, t, nil
+}
