@@ -134,6 +134,15 @@ func (d *Dispatcher) Run(ctx context.Context, gossipDead <-chan string) {
 	})
 	d.mu.Unlock()
 
+	// Notices queued while this manager followed are stale: a node that
+	// died then may be back. Its TTL decides instead.
+	for drained := false; !drained; {
+		select {
+		case <-gossipDead:
+		default:
+			drained = true
+		}
+	}
 	t := time.NewTicker(period / 4)
 	defer t.Stop()
 	for {
