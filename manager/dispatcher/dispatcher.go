@@ -44,6 +44,8 @@ type Dispatcher struct {
 	mu        sync.Mutex
 	lastBeat  map[string]time.Time
 	deadlines map[string]time.Time
+
+	batcher statusBatcher
 }
 
 func (d *Dispatcher) period() time.Duration {
@@ -143,6 +145,10 @@ func (d *Dispatcher) Run(ctx context.Context, gossipDead <-chan string) {
 			drained = true
 		}
 	}
+	batchDone := make(chan struct{})
+	go func() { defer close(batchDone); d.batcher.run(ctx, d.Proposer) }()
+	defer func() { <-batchDone }()
+
 	t := time.NewTicker(period / 4)
 	defer t.Stop()
 	for {

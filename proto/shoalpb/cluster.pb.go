@@ -25,6 +25,291 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type AssignmentsMessage_Type int32
+
+const (
+	// COMPLETE messages carry the whole set, replacing what the node had;
+	// the set may span several messages, the last one marked last.
+	AssignmentsMessage_TYPE_COMPLETE AssignmentsMessage_Type = 0
+	// INCREMENTAL messages carry changes since the previous message.
+	AssignmentsMessage_TYPE_INCREMENTAL AssignmentsMessage_Type = 1
+)
+
+// Enum value maps for AssignmentsMessage_Type.
+var (
+	AssignmentsMessage_Type_name = map[int32]string{
+		0: "TYPE_COMPLETE",
+		1: "TYPE_INCREMENTAL",
+	}
+	AssignmentsMessage_Type_value = map[string]int32{
+		"TYPE_COMPLETE":    0,
+		"TYPE_INCREMENTAL": 1,
+	}
+)
+
+func (x AssignmentsMessage_Type) Enum() *AssignmentsMessage_Type {
+	p := new(AssignmentsMessage_Type)
+	*p = x
+	return p
+}
+
+func (x AssignmentsMessage_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AssignmentsMessage_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_cluster_proto_enumTypes[0].Descriptor()
+}
+
+func (AssignmentsMessage_Type) Type() protoreflect.EnumType {
+	return &file_cluster_proto_enumTypes[0]
+}
+
+func (x AssignmentsMessage_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AssignmentsMessage_Type.Descriptor instead.
+func (AssignmentsMessage_Type) EnumDescriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{1, 0}
+}
+
+type AssignmentsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignmentsRequest) Reset() {
+	*x = AssignmentsRequest{}
+	mi := &file_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignmentsRequest) ProtoMessage() {}
+
+func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignmentsRequest.ProtoReflect.Descriptor instead.
+func (*AssignmentsRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+type AssignmentsMessage struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Type          AssignmentsMessage_Type `protobuf:"varint,1,opt,name=type,proto3,enum=shoal.v1.AssignmentsMessage_Type" json:"type,omitempty"`
+	Last          bool                    `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`
+	UpdateTasks   []*Task                 `protobuf:"bytes,3,rep,name=update_tasks,json=updateTasks,proto3" json:"update_tasks,omitempty"`
+	RemoveTasks   []string                `protobuf:"bytes,4,rep,name=remove_tasks,json=removeTasks,proto3" json:"remove_tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignmentsMessage) Reset() {
+	*x = AssignmentsMessage{}
+	mi := &file_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignmentsMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignmentsMessage) ProtoMessage() {}
+
+func (x *AssignmentsMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignmentsMessage.ProtoReflect.Descriptor instead.
+func (*AssignmentsMessage) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AssignmentsMessage) GetType() AssignmentsMessage_Type {
+	if x != nil {
+		return x.Type
+	}
+	return AssignmentsMessage_TYPE_COMPLETE
+}
+
+func (x *AssignmentsMessage) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+func (x *AssignmentsMessage) GetUpdateTasks() []*Task {
+	if x != nil {
+		return x.UpdateTasks
+	}
+	return nil
+}
+
+func (x *AssignmentsMessage) GetRemoveTasks() []string {
+	if x != nil {
+		return x.RemoveTasks
+	}
+	return nil
+}
+
+type TaskStatusUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Status        *TaskStatus            `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatusUpdate) Reset() {
+	*x = TaskStatusUpdate{}
+	mi := &file_cluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatusUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatusUpdate) ProtoMessage() {}
+
+func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
+func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TaskStatusUpdate) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskStatusUpdate) GetStatus() *TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+type UpdateTaskStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Updates       []*TaskStatusUpdate    `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTaskStatusRequest) Reset() {
+	*x = UpdateTaskStatusRequest{}
+	mi := &file_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTaskStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTaskStatusRequest) ProtoMessage() {}
+
+func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UpdateTaskStatusRequest) GetUpdates() []*TaskStatusUpdate {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+type UpdateTaskStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTaskStatusResponse) Reset() {
+	*x = UpdateTaskStatusResponse{}
+	mi := &file_cluster_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTaskStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTaskStatusResponse) ProtoMessage() {}
+
+func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
+func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{4}
+}
+
 type Peer struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -37,7 +322,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_cluster_proto_msgTypes[0]
+	mi := &file_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +334,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[0]
+	mi := &file_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,7 +347,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{0}
+	return file_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Peer) GetNodeId() string {
@@ -99,7 +384,7 @@ type JoinClusterRequest struct {
 
 func (x *JoinClusterRequest) Reset() {
 	*x = JoinClusterRequest{}
-	mi := &file_cluster_proto_msgTypes[1]
+	mi := &file_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -111,7 +396,7 @@ func (x *JoinClusterRequest) String() string {
 func (*JoinClusterRequest) ProtoMessage() {}
 
 func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[1]
+	mi := &file_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -124,7 +409,7 @@ func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterRequest.ProtoReflect.Descriptor instead.
 func (*JoinClusterRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{1}
+	return file_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JoinClusterRequest) GetToken() string {
@@ -178,7 +463,7 @@ type JoinClusterResponse struct {
 
 func (x *JoinClusterResponse) Reset() {
 	*x = JoinClusterResponse{}
-	mi := &file_cluster_proto_msgTypes[2]
+	mi := &file_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -190,7 +475,7 @@ func (x *JoinClusterResponse) String() string {
 func (*JoinClusterResponse) ProtoMessage() {}
 
 func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[2]
+	mi := &file_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -203,7 +488,7 @@ func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterResponse.ProtoReflect.Descriptor instead.
 func (*JoinClusterResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{2}
+	return file_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JoinClusterResponse) GetNodeId() string {
@@ -271,7 +556,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_cluster_proto_msgTypes[3]
+	mi := &file_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -283,7 +568,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[3]
+	mi := &file_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -296,7 +581,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{3}
+	return file_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenewCertificateRequest) GetCsrDer() []byte {
@@ -316,7 +601,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_cluster_proto_msgTypes[4]
+	mi := &file_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +613,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[4]
+	mi := &file_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +626,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{4}
+	return file_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RenewCertificateResponse) GetCertPem() []byte {
@@ -367,7 +652,7 @@ type RaftJoinRequest struct {
 
 func (x *RaftJoinRequest) Reset() {
 	*x = RaftJoinRequest{}
-	mi := &file_cluster_proto_msgTypes[5]
+	mi := &file_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +664,7 @@ func (x *RaftJoinRequest) String() string {
 func (*RaftJoinRequest) ProtoMessage() {}
 
 func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[5]
+	mi := &file_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +677,7 @@ func (x *RaftJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinRequest.ProtoReflect.Descriptor instead.
 func (*RaftJoinRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{5}
+	return file_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RaftJoinRequest) GetAddr() string {
@@ -411,7 +696,7 @@ type RaftJoinResponse struct {
 
 func (x *RaftJoinResponse) Reset() {
 	*x = RaftJoinResponse{}
-	mi := &file_cluster_proto_msgTypes[6]
+	mi := &file_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -423,7 +708,7 @@ func (x *RaftJoinResponse) String() string {
 func (*RaftJoinResponse) ProtoMessage() {}
 
 func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[6]
+	mi := &file_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -436,7 +721,7 @@ func (x *RaftJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftJoinResponse.ProtoReflect.Descriptor instead.
 func (*RaftJoinResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{6}
+	return file_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RaftJoinResponse) GetManagers() []*Peer {
@@ -454,7 +739,7 @@ type RaftLeaveRequest struct {
 
 func (x *RaftLeaveRequest) Reset() {
 	*x = RaftLeaveRequest{}
-	mi := &file_cluster_proto_msgTypes[7]
+	mi := &file_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +751,7 @@ func (x *RaftLeaveRequest) String() string {
 func (*RaftLeaveRequest) ProtoMessage() {}
 
 func (x *RaftLeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[7]
+	mi := &file_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +764,7 @@ func (x *RaftLeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftLeaveRequest.ProtoReflect.Descriptor instead.
 func (*RaftLeaveRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{7}
+	return file_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 type RaftLeaveResponse struct {
@@ -490,7 +775,7 @@ type RaftLeaveResponse struct {
 
 func (x *RaftLeaveResponse) Reset() {
 	*x = RaftLeaveResponse{}
-	mi := &file_cluster_proto_msgTypes[8]
+	mi := &file_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +787,7 @@ func (x *RaftLeaveResponse) String() string {
 func (*RaftLeaveResponse) ProtoMessage() {}
 
 func (x *RaftLeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[8]
+	mi := &file_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +800,7 @@ func (x *RaftLeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftLeaveResponse.ProtoReflect.Descriptor instead.
 func (*RaftLeaveResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{8}
+	return file_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 type HeartbeatRequest struct {
@@ -530,7 +815,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_cluster_proto_msgTypes[9]
+	mi := &file_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +827,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[9]
+	mi := &file_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +840,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{9}
+	return file_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HeartbeatRequest) GetDescription() *NodeDescription {
@@ -598,7 +883,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_cluster_proto_msgTypes[10]
+	mi := &file_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +895,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[10]
+	mi := &file_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +908,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{10}
+	return file_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HeartbeatResponse) GetPeriodNs() int64 {
@@ -658,7 +943,22 @@ var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\rcluster.proto\x12\bshoal.v1\x1a\robjects.proto\"T\n" +
+	"\rcluster.proto\x12\bshoal.v1\x1a\robjects.proto\x1a\x0eservices.proto\"\x14\n" +
+	"\x12AssignmentsRequest\"\xe6\x01\n" +
+	"\x12AssignmentsMessage\x125\n" +
+	"\x04type\x18\x01 \x01(\x0e2!.shoal.v1.AssignmentsMessage.TypeR\x04type\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\bR\x04last\x121\n" +
+	"\fupdate_tasks\x18\x03 \x03(\v2\x0e.shoal.v1.TaskR\vupdateTasks\x12!\n" +
+	"\fremove_tasks\x18\x04 \x03(\tR\vremoveTasks\"/\n" +
+	"\x04Type\x12\x11\n" +
+	"\rTYPE_COMPLETE\x10\x00\x12\x14\n" +
+	"\x10TYPE_INCREMENTAL\x10\x01\"Y\n" +
+	"\x10TaskStatusUpdate\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
+	"\x06status\x18\x02 \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\"O\n" +
+	"\x17UpdateTaskStatusRequest\x124\n" +
+	"\aupdates\x18\x01 \x03(\v2\x1a.shoal.v1.TaskStatusUpdateR\aupdates\"\x1a\n" +
+	"\x18UpdateTaskStatusResponse\"T\n" +
 	"\x04Peer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1f\n" +
@@ -709,10 +1009,12 @@ const file_cluster_proto_rawDesc = "" +
 	"\x10RenewCertificate\x12!.shoal.v1.RenewCertificateRequest\x1a\".shoal.v1.RenewCertificateResponse2\x91\x01\n" +
 	"\x0eRaftMembership\x12=\n" +
 	"\x04Join\x12\x19.shoal.v1.RaftJoinRequest\x1a\x1a.shoal.v1.RaftJoinResponse\x12@\n" +
-	"\x05Leave\x12\x1a.shoal.v1.RaftLeaveRequest\x1a\x1b.shoal.v1.RaftLeaveResponse2R\n" +
+	"\x05Leave\x12\x1a.shoal.v1.RaftLeaveRequest\x1a\x1b.shoal.v1.RaftLeaveResponse2\xfa\x01\n" +
 	"\n" +
 	"Dispatcher\x12D\n" +
-	"\tHeartbeat\x12\x1a.shoal.v1.HeartbeatRequest\x1a\x1b.shoal.v1.HeartbeatResponseB.Z,github.com/shoal-project/shoal/proto/shoalpbb\x06proto3"
+	"\tHeartbeat\x12\x1a.shoal.v1.HeartbeatRequest\x1a\x1b.shoal.v1.HeartbeatResponse\x12K\n" +
+	"\vAssignments\x12\x1c.shoal.v1.AssignmentsRequest\x1a\x1c.shoal.v1.AssignmentsMessage0\x01\x12Y\n" +
+	"\x10UpdateTaskStatus\x12!.shoal.v1.UpdateTaskStatusRequest\x1a\".shoal.v1.UpdateTaskStatusResponseB.Z,github.com/shoal-project/shoal/proto/shoalpbb\x06proto3"
 
 var (
 	file_cluster_proto_rawDescOnce sync.Once
@@ -726,48 +1028,65 @@ func file_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_proto_rawDescData
 }
 
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_cluster_proto_goTypes = []any{
-	(*Peer)(nil),                     // 0: shoal.v1.Peer
-	(*JoinClusterRequest)(nil),       // 1: shoal.v1.JoinClusterRequest
-	(*JoinClusterResponse)(nil),      // 2: shoal.v1.JoinClusterResponse
-	(*RenewCertificateRequest)(nil),  // 3: shoal.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 4: shoal.v1.RenewCertificateResponse
-	(*RaftJoinRequest)(nil),          // 5: shoal.v1.RaftJoinRequest
-	(*RaftJoinResponse)(nil),         // 6: shoal.v1.RaftJoinResponse
-	(*RaftLeaveRequest)(nil),         // 7: shoal.v1.RaftLeaveRequest
-	(*RaftLeaveResponse)(nil),        // 8: shoal.v1.RaftLeaveResponse
-	(*HeartbeatRequest)(nil),         // 9: shoal.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 10: shoal.v1.HeartbeatResponse
-	(*NodeDescription)(nil),          // 11: shoal.v1.NodeDescription
-	(NodeRole)(0),                    // 12: shoal.v1.NodeRole
-	(*NodeCertificate)(nil),          // 13: shoal.v1.NodeCertificate
+	(AssignmentsMessage_Type)(0),     // 0: shoal.v1.AssignmentsMessage.Type
+	(*AssignmentsRequest)(nil),       // 1: shoal.v1.AssignmentsRequest
+	(*AssignmentsMessage)(nil),       // 2: shoal.v1.AssignmentsMessage
+	(*TaskStatusUpdate)(nil),         // 3: shoal.v1.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 4: shoal.v1.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 5: shoal.v1.UpdateTaskStatusResponse
+	(*Peer)(nil),                     // 6: shoal.v1.Peer
+	(*JoinClusterRequest)(nil),       // 7: shoal.v1.JoinClusterRequest
+	(*JoinClusterResponse)(nil),      // 8: shoal.v1.JoinClusterResponse
+	(*RenewCertificateRequest)(nil),  // 9: shoal.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 10: shoal.v1.RenewCertificateResponse
+	(*RaftJoinRequest)(nil),          // 11: shoal.v1.RaftJoinRequest
+	(*RaftJoinResponse)(nil),         // 12: shoal.v1.RaftJoinResponse
+	(*RaftLeaveRequest)(nil),         // 13: shoal.v1.RaftLeaveRequest
+	(*RaftLeaveResponse)(nil),        // 14: shoal.v1.RaftLeaveResponse
+	(*HeartbeatRequest)(nil),         // 15: shoal.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 16: shoal.v1.HeartbeatResponse
+	(*Task)(nil),                     // 17: shoal.v1.Task
+	(*TaskStatus)(nil),               // 18: shoal.v1.TaskStatus
+	(*NodeDescription)(nil),          // 19: shoal.v1.NodeDescription
+	(NodeRole)(0),                    // 20: shoal.v1.NodeRole
+	(*NodeCertificate)(nil),          // 21: shoal.v1.NodeCertificate
 }
 var file_cluster_proto_depIdxs = []int32{
-	11, // 0: shoal.v1.JoinClusterRequest.description:type_name -> shoal.v1.NodeDescription
-	12, // 1: shoal.v1.JoinClusterResponse.role:type_name -> shoal.v1.NodeRole
-	0,  // 2: shoal.v1.JoinClusterResponse.managers:type_name -> shoal.v1.Peer
-	12, // 3: shoal.v1.RenewCertificateResponse.role:type_name -> shoal.v1.NodeRole
-	0,  // 4: shoal.v1.RaftJoinResponse.managers:type_name -> shoal.v1.Peer
-	11, // 5: shoal.v1.HeartbeatRequest.description:type_name -> shoal.v1.NodeDescription
-	13, // 6: shoal.v1.HeartbeatRequest.certificate:type_name -> shoal.v1.NodeCertificate
-	12, // 7: shoal.v1.HeartbeatResponse.desired_role:type_name -> shoal.v1.NodeRole
-	0,  // 8: shoal.v1.HeartbeatResponse.managers:type_name -> shoal.v1.Peer
-	1,  // 9: shoal.v1.CA.JoinCluster:input_type -> shoal.v1.JoinClusterRequest
-	3,  // 10: shoal.v1.CA.RenewCertificate:input_type -> shoal.v1.RenewCertificateRequest
-	5,  // 11: shoal.v1.RaftMembership.Join:input_type -> shoal.v1.RaftJoinRequest
-	7,  // 12: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.RaftLeaveRequest
-	9,  // 13: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
-	2,  // 14: shoal.v1.CA.JoinCluster:output_type -> shoal.v1.JoinClusterResponse
-	4,  // 15: shoal.v1.CA.RenewCertificate:output_type -> shoal.v1.RenewCertificateResponse
-	6,  // 16: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.RaftJoinResponse
-	8,  // 17: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.RaftLeaveResponse
-	10, // 18: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	0,  // 0: shoal.v1.AssignmentsMessage.type:type_name -> shoal.v1.AssignmentsMessage.Type
+	17, // 1: shoal.v1.AssignmentsMessage.update_tasks:type_name -> shoal.v1.Task
+	18, // 2: shoal.v1.TaskStatusUpdate.status:type_name -> shoal.v1.TaskStatus
+	3,  // 3: shoal.v1.UpdateTaskStatusRequest.updates:type_name -> shoal.v1.TaskStatusUpdate
+	19, // 4: shoal.v1.JoinClusterRequest.description:type_name -> shoal.v1.NodeDescription
+	20, // 5: shoal.v1.JoinClusterResponse.role:type_name -> shoal.v1.NodeRole
+	6,  // 6: shoal.v1.JoinClusterResponse.managers:type_name -> shoal.v1.Peer
+	20, // 7: shoal.v1.RenewCertificateResponse.role:type_name -> shoal.v1.NodeRole
+	6,  // 8: shoal.v1.RaftJoinResponse.managers:type_name -> shoal.v1.Peer
+	19, // 9: shoal.v1.HeartbeatRequest.description:type_name -> shoal.v1.NodeDescription
+	21, // 10: shoal.v1.HeartbeatRequest.certificate:type_name -> shoal.v1.NodeCertificate
+	20, // 11: shoal.v1.HeartbeatResponse.desired_role:type_name -> shoal.v1.NodeRole
+	6,  // 12: shoal.v1.HeartbeatResponse.managers:type_name -> shoal.v1.Peer
+	7,  // 13: shoal.v1.CA.JoinCluster:input_type -> shoal.v1.JoinClusterRequest
+	9,  // 14: shoal.v1.CA.RenewCertificate:input_type -> shoal.v1.RenewCertificateRequest
+	11, // 15: shoal.v1.RaftMembership.Join:input_type -> shoal.v1.RaftJoinRequest
+	13, // 16: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.RaftLeaveRequest
+	15, // 17: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
+	1,  // 18: shoal.v1.Dispatcher.Assignments:input_type -> shoal.v1.AssignmentsRequest
+	4,  // 19: shoal.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.v1.UpdateTaskStatusRequest
+	8,  // 20: shoal.v1.CA.JoinCluster:output_type -> shoal.v1.JoinClusterResponse
+	10, // 21: shoal.v1.CA.RenewCertificate:output_type -> shoal.v1.RenewCertificateResponse
+	12, // 22: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.RaftJoinResponse
+	14, // 23: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.RaftLeaveResponse
+	16, // 24: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
+	2,  // 25: shoal.v1.Dispatcher.Assignments:output_type -> shoal.v1.AssignmentsMessage
+	5,  // 26: shoal.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.v1.UpdateTaskStatusResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -776,18 +1095,20 @@ func file_cluster_proto_init() {
 		return
 	}
 	file_objects_proto_init()
+	file_services_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   11,
+			NumEnums:      1,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
 		GoTypes:           file_cluster_proto_goTypes,
 		DependencyIndexes: file_cluster_proto_depIdxs,
+		EnumInfos:         file_cluster_proto_enumTypes,
 		MessageInfos:      file_cluster_proto_msgTypes,
 	}.Build()
 	File_cluster_proto = out.File

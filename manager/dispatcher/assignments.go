@@ -1,0 +1,128 @@
+package dispatcher
+
+import (
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/shoal-project/shoal/manager/caller"
+	"github.com/shoal-project/shoal/manager/store"
+	"github.com/shoal-project/shoal/proto/shoalpb"
+)
+
+// Assignment stream tuning: changes are gathered for assignmentFlush and
+// sent at most maxAssignmentBatch tasks per message, so no message grows
+// with the size of the cluster.
+const (
+	maxAssignmentBatch = 500
+	assignmentFlush    = 50 * time.Millisecond
+)
+
+// assigned reports whether a task belongs on its node's list: the
+// scheduler has placed it there. It stays on the list until it is deleted
+// from the store, so the node can stop and clean up what it runs.
+func assigned(t *shoalpb.Task, nodeID string) bool {
+	return t.NodeId == nodeID && t.GetStatus().GetState() >= shoalpb.TaskState_TASK_STATE_ASSIGNED
+}
+
+// Assignments streams the calling node's tasks: the complete set first,
+// then changes. A watcher that falls behind the store ends the stream; the
+// node reconnects and receives the complete set again.
+func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.Dispatcher_AssignmentsServer) error {
+	who := caller.From(stream.Context())
+	if who.Role == caller.Anonymous {
+		return status.Error(codes.Unauthenticated, "assignments need a node certificate")
+	}
+	var (
+		known bool
+		tasks []*shoalpb.Task
+	)
+	events, cancel := d.Store.ViewAndWatch(func(tx store.ReadTx) {
+		known = tx.Node(who.NodeID) != nil
+		for _, t := range tx.TasksByNode(who.NodeID) {
+			if assigned(t, who.NodeID) {
+				tasks = append(tasks, t)
+			}
+		}
+	})
+	defer cancel()
+	if !known {
+		return status.Errorf(codes.NotFound, "node %s is not part of the swarm; it may have been removed", who.NodeID)
+	}
+	sent := make(map[string]bool, len(tasks))
+	for _, t := range tasks {
+		sent[t.Id] = true
+	}
+	if err := sendChunks(stream, shoalpb.AssignmentsMessage_TYPE_COMPLETE, tasks, nil); err != nil {
+		return err
+	}
+
+	updates := map[string]*shoalpb.Task{}
+	removals := map[string]bool{}
+	flush := time.NewTicker(assignmentFlush)
+	defer flush.Stop()
+	for {
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				return status.Error(codes.Unavailable, "the assignment stream fell behind the store; reconnect")
+			}
+			if ev.Kind == store.EventRestore {
+				return status.Error(codes.Unavailable, "the store was restored from a snapshot; reconnect")
+			}
+			t, ok := ev.Object.(*shoalpb.Task)
+			if !ok {
+				continue
+			}
+			switch {
+			case ev.Kind != store.EventRemove && assigned(t, who.NodeID):
+				updates[t.Id] = t
+				delete(removals, t.Id)
+			case sent[t.Id]:
+				removals[t.Id] = true
+				delete(updates, t.Id)
+			}
+		case <-flush.C:
+			if len(updates) == 0 && len(removals) == 0 {
+				continue
+			}
+			up := make([]*shoalpb.Task, 0, len(updates))
+			for _, t := range updates {
+				up = append(up, t)
+				sent[t.Id] = true
+			}
+			rm := make([]string, 0, len(removals))
+			for id := range removals {
+				rm = append(rm, id)
+				delete(sent, id)
+			}
+			clear(updates)
+			clear(removals)
+			if err := sendChunks(stream, shoalpb.AssignmentsMessage_TYPE_INCREMENTAL, up, rm); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sendChunks sends tasks and removals in messages of bounded size; the
+// last message of the sequence is marked. At least one message is sent.
+func sendChunks(stream shoalpb.Dispatcher_AssignmentsServer, typ shoalpb.AssignmentsMessage_Type, tasks []*shoalpb.Task, removed []string) error {
+	for {
+		msg := &shoalpb.AssignmentsMessage{Type: typ}
+		n := min(len(tasks), maxAssignmentBatch)
+		msg.UpdateTasks, tasks = tasks[:n], tasks[n:]
+		r := min(len(removed), maxAssignmentBatch-n)
+		msg.RemoveTasks, removed = removed[:r], removed[r:]
+		msg.Last = len(tasks) == 0 && len(removed) == 0
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+		if msg.Last {
+			return nil
+		}
+	}
+}
