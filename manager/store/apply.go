@@ -95,6 +95,12 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (*Event, 
 			return nil, err
 		}
 		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
+	case *shoalpb.StoreAction_TaskAssignment:
+		old, n, err := applyTaskAssignment(txn, index, t.TaskAssignment)
+		if err != nil || n == nil {
+			return nil, err
+		}
+		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
 	case *shoalpb.StoreAction_NodeSpecPatch:
 		old, n, err := applyNodeSpecPatch(txn, index, t.NodeSpecPatch)
 		if err != nil || n == nil {

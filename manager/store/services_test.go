@@ -119,3 +119,34 @@ func TestTaskIndexesAndMonotonicStatus(t *testing.T) {
 		}
 	})
 }
+
+func TestTaskAssignmentOnlyPlacesPendingTasks(t *testing.T) {
+	s := New()
+	p := &LocalProposer{Store: s}
+	create := shoalpb.ActionKind_ACTION_KIND_CREATE
+	pending := &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_PENDING}
+	running := shoalpb.TaskState_TASK_STATE_RUNNING
+	mustPropose(t, p,
+		taskAction(create, &shoalpb.Task{Id: "free", ServiceId: "s", DesiredState: running, Status: pending}),
+		taskAction(create, &shoalpb.Task{Id: "global", ServiceId: "s", NodeId: "n1", DesiredState: running, Status: pending}),
+		taskAction(create, &shoalpb.Task{Id: "stopped", ServiceId: "s", DesiredState: shoalpb.TaskState_TASK_STATE_SHUTDOWN, Status: pending}),
+	)
+	assign := func(task, node string) *shoalpb.StoreAction {
+		return &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskAssignment{TaskAssignment: &shoalpb.TaskAssignment{
+			TaskId: task, NodeId: node, Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_ASSIGNED},
+		}}}
+	}
+	mustPropose(t, p, assign("free", "n2"), assign("global", "n2"), assign("stopped", "n2"), assign("missing", "n2"))
+	mustPropose(t, p, assign("free", "n3")) // already placed: no-op
+	s.View(func(tx ReadTx) {
+		if tk := tx.Task("free"); tk.NodeId != "n2" || tk.Status.State != shoalpb.TaskState_TASK_STATE_ASSIGNED {
+			t.Errorf("free task: node %q state %v, want n2 ASSIGNED", tk.NodeId, tk.Status.State)
+		}
+		if tk := tx.Task("global"); tk.NodeId != "n1" || tk.Status.State != shoalpb.TaskState_TASK_STATE_PENDING {
+			t.Errorf("task preset to n1 moved: node %q state %v", tk.NodeId, tk.Status.State)
+		}
+		if tk := tx.Task("stopped"); tk.NodeId != "" {
+			t.Errorf("unwanted task placed on %q", tk.NodeId)
+		}
+	})
+}

@@ -73,3 +73,22 @@ func applyTaskDesiredState(txn *memdb.Txn, index uint64, p *shoalpb.TaskDesiredS
 	}
 	return old, t, nil
 }
+
+// applyTaskAssignment places a task that is still pending and wanted.
+func applyTaskAssignment(txn *memdb.Txn, index uint64, p *shoalpb.TaskAssignment) (*shoalpb.Task, *shoalpb.Task, error) {
+	old := getTask(txn, p.TaskId)
+	if old == nil || p.NodeId == "" || p.Status == nil ||
+		old.GetStatus().GetState() >= shoalpb.TaskState_TASK_STATE_ASSIGNED ||
+		old.DesiredState > shoalpb.TaskState_TASK_STATE_RUNNING ||
+		(old.NodeId != "" && old.NodeId != p.NodeId) {
+		return old, nil, nil
+	}
+	t := clone(old)
+	t.NodeId = p.NodeId
+	t.Status = clone(p.Status)
+	t.Meta = touched(t.Meta, index, p.Status.Timestamp)
+	if err := txn.Insert(tableTask, t); err != nil {
+		return nil, nil, err
+	}
+	return old, t, nil
+}

@@ -423,6 +423,69 @@ func (x *TaskDesiredStatePatch) GetUpdatedAt() int64 {
 	return 0
 }
 
+// TaskAssignment places a pending task on a node. It applies only while
+// the task is still pending, still wanted, and not placed elsewhere, so a
+// scheduling decision made on a stale view never overrides a newer one.
+type TaskAssignment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Status        *TaskStatus            `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskAssignment) Reset() {
+	*x = TaskAssignment{}
+	mi := &file_store_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskAssignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskAssignment) ProtoMessage() {}
+
+func (x *TaskAssignment) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskAssignment.ProtoReflect.Descriptor instead.
+func (*TaskAssignment) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TaskAssignment) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskAssignment) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *TaskAssignment) GetStatus() *TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type StoreAction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kind  ActionKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=shoal.v1.ActionKind" json:"kind,omitempty"`
@@ -436,6 +499,7 @@ type StoreAction struct {
 	//	*StoreAction_Task
 	//	*StoreAction_TaskStatusPatch
 	//	*StoreAction_TaskDesiredStatePatch
+	//	*StoreAction_TaskAssignment
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -443,7 +507,7 @@ type StoreAction struct {
 
 func (x *StoreAction) Reset() {
 	*x = StoreAction{}
-	mi := &file_store_proto_msgTypes[4]
+	mi := &file_store_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +519,7 @@ func (x *StoreAction) String() string {
 func (*StoreAction) ProtoMessage() {}
 
 func (x *StoreAction) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[4]
+	mi := &file_store_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +532,7 @@ func (x *StoreAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreAction.ProtoReflect.Descriptor instead.
 func (*StoreAction) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{4}
+	return file_store_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StoreAction) GetKind() ActionKind {
@@ -557,6 +621,15 @@ func (x *StoreAction) GetTaskDesiredStatePatch() *TaskDesiredStatePatch {
 	return nil
 }
 
+func (x *StoreAction) GetTaskAssignment() *TaskAssignment {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_TaskAssignment); ok {
+			return x.TaskAssignment
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -593,6 +666,10 @@ type StoreAction_TaskDesiredStatePatch struct {
 	TaskDesiredStatePatch *TaskDesiredStatePatch `protobuf:"bytes,9,opt,name=task_desired_state_patch,json=taskDesiredStatePatch,proto3,oneof"`
 }
 
+type StoreAction_TaskAssignment struct {
+	TaskAssignment *TaskAssignment `protobuf:"bytes,10,opt,name=task_assignment,json=taskAssignment,proto3,oneof"`
+}
+
 func (*StoreAction_Node) isStoreAction_Target() {}
 
 func (*StoreAction_Cluster) isStoreAction_Target() {}
@@ -609,6 +686,8 @@ func (*StoreAction_TaskStatusPatch) isStoreAction_Target() {}
 
 func (*StoreAction_TaskDesiredStatePatch) isStoreAction_Target() {}
 
+func (*StoreAction_TaskAssignment) isStoreAction_Target() {}
+
 // Command is one Raft log entry: all its actions apply, or none.
 type Command struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -619,7 +698,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_store_proto_msgTypes[5]
+	mi := &file_store_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +710,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[5]
+	mi := &file_store_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +723,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{5}
+	return file_store_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Command) GetActions() []*StoreAction {
@@ -667,7 +746,7 @@ type StoreSnapshot struct {
 
 func (x *StoreSnapshot) Reset() {
 	*x = StoreSnapshot{}
-	mi := &file_store_proto_msgTypes[6]
+	mi := &file_store_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +758,7 @@ func (x *StoreSnapshot) String() string {
 func (*StoreSnapshot) ProtoMessage() {}
 
 func (x *StoreSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[6]
+	mi := &file_store_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +771,7 @@ func (x *StoreSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreSnapshot.ProtoReflect.Descriptor instead.
 func (*StoreSnapshot) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{6}
+	return file_store_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StoreSnapshot) GetNodes() []*Node {
@@ -765,7 +844,11 @@ const file_store_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x128\n" +
 	"\rdesired_state\x18\x02 \x01(\x0e2\x13.shoal.v1.TaskStateR\fdesiredState\x12\x1d\n" +
 	"\n" +
-	"updated_at\x18\x03 \x01(\x03R\tupdatedAt\"\x9c\x04\n" +
+	"updated_at\x18\x03 \x01(\x03R\tupdatedAt\"p\n" +
+	"\x0eTaskAssignment\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12,\n" +
+	"\x06status\x18\x03 \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\"\xe1\x04\n" +
 	"\vStoreAction\x12(\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x14.shoal.v1.ActionKindR\x04kind\x12$\n" +
 	"\x04node\x18\x02 \x01(\v2\x0e.shoal.v1.NodeH\x00R\x04node\x12-\n" +
@@ -775,7 +858,9 @@ const file_store_proto_rawDesc = "" +
 	"\aservice\x18\x06 \x01(\v2\x11.shoal.v1.ServiceH\x00R\aservice\x12$\n" +
 	"\x04task\x18\a \x01(\v2\x0e.shoal.v1.TaskH\x00R\x04task\x12G\n" +
 	"\x11task_status_patch\x18\b \x01(\v2\x19.shoal.v1.TaskStatusPatchH\x00R\x0ftaskStatusPatch\x12Z\n" +
-	"\x18task_desired_state_patch\x18\t \x01(\v2\x1f.shoal.v1.TaskDesiredStatePatchH\x00R\x15taskDesiredStatePatchB\b\n" +
+	"\x18task_desired_state_patch\x18\t \x01(\v2\x1f.shoal.v1.TaskDesiredStatePatchH\x00R\x15taskDesiredStatePatch\x12C\n" +
+	"\x0ftask_assignment\x18\n" +
+	" \x01(\v2\x18.shoal.v1.TaskAssignmentH\x00R\x0etaskAssignmentB\b\n" +
 	"\x06target\":\n" +
 	"\aCommand\x12/\n" +
 	"\aactions\x18\x01 \x03(\v2\x15.shoal.v1.StoreActionR\aactions\"\xb9\x01\n" +
@@ -804,60 +889,63 @@ func file_store_proto_rawDescGZIP() []byte {
 }
 
 var file_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_store_proto_goTypes = []any{
 	(ActionKind)(0),               // 0: shoal.v1.ActionKind
 	(*NodeSpecPatch)(nil),         // 1: shoal.v1.NodeSpecPatch
 	(*NodeStatusPatch)(nil),       // 2: shoal.v1.NodeStatusPatch
 	(*TaskStatusPatch)(nil),       // 3: shoal.v1.TaskStatusPatch
 	(*TaskDesiredStatePatch)(nil), // 4: shoal.v1.TaskDesiredStatePatch
-	(*StoreAction)(nil),           // 5: shoal.v1.StoreAction
-	(*Command)(nil),               // 6: shoal.v1.Command
-	(*StoreSnapshot)(nil),         // 7: shoal.v1.StoreSnapshot
-	nil,                           // 8: shoal.v1.NodeSpecPatch.LabelsAddEntry
-	(NodeAvailability)(0),         // 9: shoal.v1.NodeAvailability
-	(NodeRole)(0),                 // 10: shoal.v1.NodeRole
-	(*NodeStatus)(nil),            // 11: shoal.v1.NodeStatus
-	(*NodeDescription)(nil),       // 12: shoal.v1.NodeDescription
-	(*NodeCertificate)(nil),       // 13: shoal.v1.NodeCertificate
-	(NodeState)(0),                // 14: shoal.v1.NodeState
-	(*TaskStatus)(nil),            // 15: shoal.v1.TaskStatus
-	(TaskState)(0),                // 16: shoal.v1.TaskState
-	(*Node)(nil),                  // 17: shoal.v1.Node
-	(*Cluster)(nil),               // 18: shoal.v1.Cluster
-	(*Service)(nil),               // 19: shoal.v1.Service
-	(*Task)(nil),                  // 20: shoal.v1.Task
+	(*TaskAssignment)(nil),        // 5: shoal.v1.TaskAssignment
+	(*StoreAction)(nil),           // 6: shoal.v1.StoreAction
+	(*Command)(nil),               // 7: shoal.v1.Command
+	(*StoreSnapshot)(nil),         // 8: shoal.v1.StoreSnapshot
+	nil,                           // 9: shoal.v1.NodeSpecPatch.LabelsAddEntry
+	(NodeAvailability)(0),         // 10: shoal.v1.NodeAvailability
+	(NodeRole)(0),                 // 11: shoal.v1.NodeRole
+	(*NodeStatus)(nil),            // 12: shoal.v1.NodeStatus
+	(*NodeDescription)(nil),       // 13: shoal.v1.NodeDescription
+	(*NodeCertificate)(nil),       // 14: shoal.v1.NodeCertificate
+	(NodeState)(0),                // 15: shoal.v1.NodeState
+	(*TaskStatus)(nil),            // 16: shoal.v1.TaskStatus
+	(TaskState)(0),                // 17: shoal.v1.TaskState
+	(*Node)(nil),                  // 18: shoal.v1.Node
+	(*Cluster)(nil),               // 19: shoal.v1.Cluster
+	(*Service)(nil),               // 20: shoal.v1.Service
+	(*Task)(nil),                  // 21: shoal.v1.Task
 }
 var file_store_proto_depIdxs = []int32{
-	9,  // 0: shoal.v1.NodeSpecPatch.availability:type_name -> shoal.v1.NodeAvailability
-	10, // 1: shoal.v1.NodeSpecPatch.desired_role:type_name -> shoal.v1.NodeRole
-	8,  // 2: shoal.v1.NodeSpecPatch.labels_add:type_name -> shoal.v1.NodeSpecPatch.LabelsAddEntry
-	11, // 3: shoal.v1.NodeStatusPatch.status:type_name -> shoal.v1.NodeStatus
-	10, // 4: shoal.v1.NodeStatusPatch.role:type_name -> shoal.v1.NodeRole
-	12, // 5: shoal.v1.NodeStatusPatch.description:type_name -> shoal.v1.NodeDescription
-	13, // 6: shoal.v1.NodeStatusPatch.certificate:type_name -> shoal.v1.NodeCertificate
-	14, // 7: shoal.v1.NodeStatusPatch.only_if_state:type_name -> shoal.v1.NodeState
-	15, // 8: shoal.v1.TaskStatusPatch.status:type_name -> shoal.v1.TaskStatus
-	16, // 9: shoal.v1.TaskDesiredStatePatch.desired_state:type_name -> shoal.v1.TaskState
-	0,  // 10: shoal.v1.StoreAction.kind:type_name -> shoal.v1.ActionKind
-	17, // 11: shoal.v1.StoreAction.node:type_name -> shoal.v1.Node
-	18, // 12: shoal.v1.StoreAction.cluster:type_name -> shoal.v1.Cluster
-	1,  // 13: shoal.v1.StoreAction.node_spec_patch:type_name -> shoal.v1.NodeSpecPatch
-	2,  // 14: shoal.v1.StoreAction.node_status_patch:type_name -> shoal.v1.NodeStatusPatch
-	19, // 15: shoal.v1.StoreAction.service:type_name -> shoal.v1.Service
-	20, // 16: shoal.v1.StoreAction.task:type_name -> shoal.v1.Task
-	3,  // 17: shoal.v1.StoreAction.task_status_patch:type_name -> shoal.v1.TaskStatusPatch
-	4,  // 18: shoal.v1.StoreAction.task_desired_state_patch:type_name -> shoal.v1.TaskDesiredStatePatch
-	5,  // 19: shoal.v1.Command.actions:type_name -> shoal.v1.StoreAction
-	17, // 20: shoal.v1.StoreSnapshot.nodes:type_name -> shoal.v1.Node
-	18, // 21: shoal.v1.StoreSnapshot.clusters:type_name -> shoal.v1.Cluster
-	19, // 22: shoal.v1.StoreSnapshot.services:type_name -> shoal.v1.Service
-	20, // 23: shoal.v1.StoreSnapshot.tasks:type_name -> shoal.v1.Task
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	10, // 0: shoal.v1.NodeSpecPatch.availability:type_name -> shoal.v1.NodeAvailability
+	11, // 1: shoal.v1.NodeSpecPatch.desired_role:type_name -> shoal.v1.NodeRole
+	9,  // 2: shoal.v1.NodeSpecPatch.labels_add:type_name -> shoal.v1.NodeSpecPatch.LabelsAddEntry
+	12, // 3: shoal.v1.NodeStatusPatch.status:type_name -> shoal.v1.NodeStatus
+	11, // 4: shoal.v1.NodeStatusPatch.role:type_name -> shoal.v1.NodeRole
+	13, // 5: shoal.v1.NodeStatusPatch.description:type_name -> shoal.v1.NodeDescription
+	14, // 6: shoal.v1.NodeStatusPatch.certificate:type_name -> shoal.v1.NodeCertificate
+	15, // 7: shoal.v1.NodeStatusPatch.only_if_state:type_name -> shoal.v1.NodeState
+	16, // 8: shoal.v1.TaskStatusPatch.status:type_name -> shoal.v1.TaskStatus
+	17, // 9: shoal.v1.TaskDesiredStatePatch.desired_state:type_name -> shoal.v1.TaskState
+	16, // 10: shoal.v1.TaskAssignment.status:type_name -> shoal.v1.TaskStatus
+	0,  // 11: shoal.v1.StoreAction.kind:type_name -> shoal.v1.ActionKind
+	18, // 12: shoal.v1.StoreAction.node:type_name -> shoal.v1.Node
+	19, // 13: shoal.v1.StoreAction.cluster:type_name -> shoal.v1.Cluster
+	1,  // 14: shoal.v1.StoreAction.node_spec_patch:type_name -> shoal.v1.NodeSpecPatch
+	2,  // 15: shoal.v1.StoreAction.node_status_patch:type_name -> shoal.v1.NodeStatusPatch
+	20, // 16: shoal.v1.StoreAction.service:type_name -> shoal.v1.Service
+	21, // 17: shoal.v1.StoreAction.task:type_name -> shoal.v1.Task
+	3,  // 18: shoal.v1.StoreAction.task_status_patch:type_name -> shoal.v1.TaskStatusPatch
+	4,  // 19: shoal.v1.StoreAction.task_desired_state_patch:type_name -> shoal.v1.TaskDesiredStatePatch
+	5,  // 20: shoal.v1.StoreAction.task_assignment:type_name -> shoal.v1.TaskAssignment
+	6,  // 21: shoal.v1.Command.actions:type_name -> shoal.v1.StoreAction
+	18, // 22: shoal.v1.StoreSnapshot.nodes:type_name -> shoal.v1.Node
+	19, // 23: shoal.v1.StoreSnapshot.clusters:type_name -> shoal.v1.Cluster
+	20, // 24: shoal.v1.StoreSnapshot.services:type_name -> shoal.v1.Service
+	21, // 25: shoal.v1.StoreSnapshot.tasks:type_name -> shoal.v1.Task
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_store_proto_init() }
@@ -867,7 +955,7 @@ func file_store_proto_init() {
 	}
 	file_objects_proto_init()
 	file_services_proto_init()
-	file_store_proto_msgTypes[4].OneofWrappers = []any{
+	file_store_proto_msgTypes[5].OneofWrappers = []any{
 		(*StoreAction_Node)(nil),
 		(*StoreAction_Cluster)(nil),
 		(*StoreAction_NodeSpecPatch)(nil),
@@ -876,6 +964,7 @@ func file_store_proto_init() {
 		(*StoreAction_Task)(nil),
 		(*StoreAction_TaskStatusPatch)(nil),
 		(*StoreAction_TaskDesiredStatePatch)(nil),
+		(*StoreAction_TaskAssignment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -883,7 +972,7 @@ func file_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_proto_rawDesc), len(file_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
