@@ -94,13 +94,17 @@ func (r *Reconciler) reconcile(ctx context.Context) {
 	}
 	// Nodes recorded as managers that are not voters (demoted while
 	// unreachable, or dropped by a forced new cluster) become workers.
+	var stale []string
 	r.Store.View(func(tx store.ReadTx) {
 		for _, n := range tx.Nodes() {
 			if n.Role == shoalpb.NodeRole_NODE_ROLE_MANAGER && n.GetSpec().GetDesiredRole() == shoalpb.NodeRole_NODE_ROLE_WORKER && !isVoter(servers, n.Id) {
-				defer r.setRole(ctx, n.Id, shoalpb.NodeRole_NODE_ROLE_WORKER, now)
+				stale = append(stale, n.Id)
 			}
 		}
 	})
+	for _, id := range stale {
+		r.setRole(ctx, id, shoalpb.NodeRole_NODE_ROLE_WORKER, now)
+	}
 }
 
 func (r *Reconciler) setRole(ctx context.Context, id string, role shoalpb.NodeRole, now int64) {
