@@ -1,0 +1,177 @@
+package manager
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoal-project/shoal/manager/scheduler"
+	"github.com/shoal-project/shoal/manager/store"
+	"github.com/shoal-project/shoal/proto/shoalpb"
+)
+
+// Scheduling loop tuning: changes are gathered for schedulingDebounce
+// (at most schedulingMaxDelay) so one pass places many tasks, and one Raft
+// entry carries at most maxAssignmentsPerEntry decisions.
+const (
+	schedulingDebounce     = 20 * time.Millisecond
+	schedulingMaxDelay     = 200 * time.Millisecond
+	maxAssignmentsPerEntry = 1000
+)
+
+// schedulingLoop runs on the leader: it places pending tasks with the
+// pure scheduler and records decisions, and the reasons of tasks it cannot
+// place, in the store.
+type schedulingLoop struct {
+	store    *store.Store
+	proposer store.Proposer
+	now      func() time.Time
+	log      *slog.Logger
+}
+
+func (l *schedulingLoop) run(ctx context.Context) {
+	events, cancel := l.store.Watch()
+	defer func() { cancel() }()
+	l.pass(ctx)
+	var (
+		dirty    bool
+		first    time.Time
+		debounce = time.NewTimer(time.Hour)
+	)
+	debounce.Stop()
+	defer debounce.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				// Fell behind the store: subscribe again and re-read.
+				events, cancel = l.store.Watch()
+				l.pass(ctx)
+				continue
+			}
+			if !relevantToScheduling(ev) {
+				continue
+			}
+			if !dirty {
+				dirty, first = true, time.Now()
+			}
+			wait := schedulingDebounce
+			if rest := schedulingMaxDelay - time.Since(first); rest < wait {
+				wait = max(rest, 0)
+			}
+			debounce.Reset(wait)
+		case <-debounce.C:
+			dirty = false
+			l.pass(ctx)
+		}
+	}
+}
+
+// relevantToScheduling reports whether a change may let a task be placed
+// or change why it cannot be.
+func relevantToScheduling(ev store.Event) bool {
+	switch ev.Object.(type) {
+	case *shoalpb.Task, *shoalpb.Node:
+		return true
+	}
+	return ev.Kind == store.EventRestore
+}
+
+// pendingTask reports whether the scheduler should try to place t.
+func pendingTask(t *shoalpb.Task) bool {
+	return t.GetStatus().GetState() == shoalpb.TaskState_TASK_STATE_PENDING && t.DesiredState <= shoalpb.TaskState_TASK_STATE_RUNNING
+}
+
+// pass places what it can and records why the rest cannot be placed.
+func (l *schedulingLoop) pass(ctx context.Context) {
+	var (
+		infos   []scheduler.NodeInfo
+		free    []*shoalpb.Task
+		preset  = map[string][]*shoalpb.Task{}
+		byID    = map[string]*shoalpb.Task{}
+		nodeIdx = map[string]int{}
+	)
+	l.store.View(func(tx store.ReadTx) {
+		for _, n := range tx.Nodes() {
+			// Tasks still waiting for placement (global tasks made for
+			// this node) are offered below; counting them here as well
+			// would charge their reservations twice.
+			var placed []*shoalpb.Task
+			for _, t := range tx.TasksByNode(n.Id) {
+				if !pendingTask(t) {
+					placed = append(placed, t)
+				}
+			}
+			nodeIdx[n.Id] = len(infos)
+			infos = append(infos, scheduler.NewNodeInfo(n, placed))
+		}
+		for _, t := range tx.Tasks() {
+			if !pendingTask(t) {
+				continue
+			}
+			byID[t.Id] = t
+			if t.NodeId == "" {
+				free = append(free, t)
+			} else {
+				preset[t.NodeId] = append(preset[t.NodeId], t)
+			}
+		}
+	})
+	if len(byID) == 0 {
+		return
+	}
+	res := scheduler.Schedule(infos, free)
+	// Tasks made for one node (global services) are checked against that
+	// node alone.
+	for nodeID, tasks := range preset {
+		i, ok := nodeIdx[nodeID]
+		if !ok {
+			for _, t := range tasks {
+				res.Unplaced = append(res.Unplaced, scheduler.Unplaced{TaskID: t.Id, Reason: "node " + nodeID + " is not part of the swarm"})
+			}
+			continue
+		}
+		// The scheduler places tasks that have no node yet: offer copies
+		// without it, with only their own node to choose from.
+		loose := make([]*shoalpb.Task, len(tasks))
+		for j, t := range tasks {
+			c := proto.Clone(t).(*shoalpb.Task)
+			c.NodeId = ""
+			loose[j] = c
+		}
+		r := scheduler.Schedule([]scheduler.NodeInfo{infos[i]}, loose)
+		res.Assigned = append(res.Assigned, r.Assigned...)
+		res.Unplaced = append(res.Unplaced, r.Unplaced...)
+	}
+
+	now := l.now().UnixNano()
+	var actions []*shoalpb.StoreAction
+	for _, d := range res.Assigned {
+		actions = append(actions, &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskAssignment{TaskAssignment: &shoalpb.TaskAssignment{
+			TaskId: d.TaskID, NodeId: d.NodeID,
+			Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_ASSIGNED, Timestamp: now, Message: "scheduler assigned task to node"},
+		}}})
+	}
+	for _, u := range res.Unplaced {
+		t := byID[u.TaskID]
+		if t == nil || t.GetStatus().GetErr() == u.Reason {
+			continue // unchanged reasons are not written again
+		}
+		st := &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_PENDING, Timestamp: now, Message: "pending task scheduling", Err: u.Reason}
+		actions = append(actions, &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: &shoalpb.TaskStatusPatch{TaskId: u.TaskID, Status: st}}})
+	}
+	for len(actions) > 0 {
+		n := min(len(actions), maxAssignmentsPerEntry)
+		if _, err := l.proposer.Propose(ctx, &shoalpb.Command{Actions: actions[:n]}); err != nil {
+			if ctx.Err() == nil {
+				l.log.Warn("record scheduling decisions", "err", err)
+			}
+			return
+		}
+		actions = actions[n:]
+	}
+}
