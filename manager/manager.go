@@ -18,6 +18,12 @@ import (
 	"github.com/shoal-project/shoal/manager/controlapi"
 	"github.com/shoal-project/shoal/manager/dispatcher"
 	"github.com/shoal-project/shoal/manager/membership"
+	"github.com/shoal-project/shoal/manager/orchestrator"
+	"github.com/shoal-project/shoal/manager/orchestrator/constraintenforcer"
+	"github.com/shoal-project/shoal/manager/orchestrator/global"
+	"github.com/shoal-project/shoal/manager/orchestrator/jobs"
+	"github.com/shoal-project/shoal/manager/orchestrator/replicated"
+	"github.com/shoal-project/shoal/manager/orchestrator/taskreaper"
 	"github.com/shoal-project/shoal/manager/store"
 	"github.com/shoal-project/shoal/proto/shoalpb"
 	"github.com/shoal-project/shoal/raftstore"
@@ -186,15 +192,57 @@ func (m *Manager) lead(parent context.Context) func() {
 			m.log.Warn("establishing leadership failed", "err", err)
 			return
 		}
-		wg.Add(2)
+		wg.Add(3)
 		go func() { defer wg.Done(); m.reconciler.Run(ctx) }()
 		go func() { defer wg.Done(); m.dispatcher.Run(ctx, m.cfg.GossipDead) }()
+		go func() {
+			defer wg.Done()
+			(&schedulingLoop{store: m.store, proposer: m.prop, now: time.Now, log: m.log.With("component", "scheduler")}).run(ctx)
+		}()
+		for name, loop := range m.orchestrators() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := loop.Run(ctx); err != nil && ctx.Err() == nil {
+					m.log.Error("orchestrator stopped", "loop", name, "err", err)
+				}
+			}()
+		}
 	}()
 	return func() {
 		cancel()
 		wg.Wait()
 		m.log.Info("this manager stopped leading")
 	}
+}
+
+// runner is a leader-only loop.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// orchestrators builds the loops that turn services into tasks.
+func (m *Manager) orchestrators() map[string]runner {
+	cfg := orchestrator.Config{Store: m.store, Proposer: m.prop, Log: m.log.With("component", "orchestrator"), NewID: NewNodeID}
+	loops := map[string]runner{}
+	add := func(name string, r runner, err error) {
+		if err != nil {
+			m.log.Error("orchestrator not started", "loop", name, "err", err)
+			return
+		}
+		loops[name] = r
+	}
+	r, err := replicated.New(cfg)
+	add("replicated", r, err)
+	g, err := global.New(cfg)
+	add("global", g, err)
+	j, err := jobs.New(cfg)
+	add("jobs", j, err)
+	tr, err := taskreaper.New(cfg)
+	add("taskreaper", tr, err)
+	ce, err := constraintenforcer.New(cfg)
+	add("constraintenforcer", ce, err)
+	return loops
 }
 
 // establish brings the store up to date and writes what a new leader owes.
