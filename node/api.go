@@ -392,6 +392,10 @@ func (a *daemonAPI) Leave(ctx context.Context, req *shoalpb.LeaveRequest) (*shoa
 		}
 	}
 	if d.cl != nil {
+		// Like docker, a node that leaves removes its tasks' containers.
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		d.cl.removeAllTasks(rctx)
+		cancel()
 		d.cl.stop(true)
 		d.cl = nil
 	}

@@ -37,6 +37,8 @@ type cluster struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	tasks *taskRuntime
+
 	// manager parts; nil on a worker
 	mux    *netmux.Mux
 	srv    *grpc.Server
@@ -90,6 +92,11 @@ func (d *Daemon) startCluster(st *State, opts *managerOpts) error {
 			g.Shutdown()
 			return err
 		}
+	}
+	if err := c.startTasks(); err != nil {
+		c.stopManager()
+		g.Shutdown()
+		return fmt.Errorf("task runtime: %w", err)
 	}
 	d.cl = c
 	c.wg.Add(3)
@@ -188,6 +195,7 @@ func (c *cluster) stop(leave bool) {
 		c.gossip.Shutdown()
 	}
 	c.wg.Wait()
+	c.stopTasks()
 	c.pool.Reset()
 }
 

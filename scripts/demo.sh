@@ -19,6 +19,15 @@ TOTAL=$((MANAGERS + WORKERS))
 shoal() { "$DIR/shoal" -H "unix://$DIR/node$1.sock" "${@:2}"; }
 
 down() {
+  # Containers of the demo's tasks: only those labelled with the demo
+  # nodes' IDs (tasks keep running when a daemon stops, as with docker).
+  for state in "$DIR"/node*/swarm/state.json; do
+    [ -f "$state" ] || continue
+    id=$(sed -n 's/.*"node_id": *"\([^"]*\)".*/\1/p' "$state")
+    [ -n "$id" ] || continue
+    ids=$(docker ps -aq --filter "label=shoal.node.id=$id" 2>/dev/null || true)
+    [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
+  done
   for pidfile in "$DIR"/node*.pid; do
     [ -f "$pidfile" ] || continue
     pid=$(cat "$pidfile")
