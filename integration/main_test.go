@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -47,6 +48,9 @@ func newClusterArgs(t *testing.T, nManagers, nWorkers int, daemonArgs ...string)
 			c.workers = append(c.workers, h)
 		}
 	}
+	// Tasks' containers outlive their daemons (as docker's do); remove
+	// those of this cluster's nodes, and only those, at the end.
+	t.Cleanup(func() { removeNodeContainers(t, c.ids) })
 	first := c.managers[0]
 	first.MustCLI(t, "swarm", "init", "--advertise-addr", first.IP)
 	c.ids[first] = nodeID(t, first)
@@ -78,6 +82,22 @@ func newClusterArgs(t *testing.T, nManagers, nWorkers int, daemonArgs ...string)
 		return nil
 	})
 	return c
+}
+
+// removeNodeContainers removes the containers labelled with the given
+// nodes' IDs.
+func removeNodeContainers(t *testing.T, ids map[*harness.Host]string) {
+	for _, id := range ids {
+		out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=shoal.node.id="+id).Output()
+		if err != nil {
+			continue
+		}
+		if cs := strings.Fields(string(out)); len(cs) > 0 {
+			if out, err := exec.Command("docker", append([]string{"rm", "-f"}, cs...)...).CombinedOutput(); err != nil {
+				t.Logf("remove containers of node %s: %v: %s", id, err, out)
+			}
+		}
+	}
 }
 
 func nodeID(t *testing.T, h *harness.Host) string {

@@ -146,5 +146,6 @@ func RemoveBuilds() {
 func Main(m *testing.M) {
 	code := m.Run()
 	RemoveBuilds()
+	removeImage()
 	os.Exit(code)
 }
