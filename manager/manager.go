@@ -110,7 +110,7 @@ func New(cfg Config) (*Manager, error) {
 		Now: time.Now, NewNodeID: NewNodeID,
 	}
 	m.control = &controlapi.Server{
-		Store: st, Proposer: m.prop, Raft: rn, Gossip: cfg.Gossip, Now: time.Now,
+		Store: st, Proposer: m.prop, Raft: rn, Gossip: cfg.Gossip, Now: time.Now, NewID: NewNodeID,
 		NewJoinToken: func(d string) (string, error) { return identity.GenerateJoinToken(d, rand.Reader) },
 	}
 	m.caServer = &membership.CAServer{Deps: deps}

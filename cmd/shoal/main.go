@@ -78,6 +78,7 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 		newInfoCmd(g),
 		newSwarmCmd(g),
 		newNodeCmd(g),
+		newServiceCmd(g),
 	)
 	noFlagsInUseLine(root)
 	return root

@@ -15,6 +15,7 @@ func newNodeCmd(g *globalOptions) *cobra.Command {
 	return newGroupCmd("node", "Manage swarm nodes",
 		newNodeLsCmd(g),
 		newNodeInspectCmd(g),
+		newNodePsCmd(g),
 		newNodeUpdateCmd(g),
 		newNodePromoteCmd(g),
 		newNodeDemoteCmd(g),

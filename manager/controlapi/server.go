@@ -41,6 +41,8 @@ type Server struct {
 	Now func() time.Time
 	// NewJoinToken makes a join token pinned to the given CA digest.
 	NewJoinToken func(caDigest string) (string, error)
+	// NewID makes a fresh object ID (25 base-36 characters) for services.
+	NewID func() string
 }
 
 func (s *Server) now() int64 { return s.Now().UnixNano() }

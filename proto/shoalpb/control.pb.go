@@ -712,11 +712,655 @@ func (x *UpdateClusterResponse) GetCluster() *Cluster {
 	return nil
 }
 
+type CreateServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *ServiceSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateServiceRequest) Reset() {
+	*x = CreateServiceRequest{}
+	mi := &file_control_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateServiceRequest) ProtoMessage() {}
+
+func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
+func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type CreateServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateServiceResponse) Reset() {
+	*x = CreateServiceResponse{}
+	mi := &file_control_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateServiceResponse) ProtoMessage() {}
+
+func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
+func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CreateServiceResponse) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+type GetServiceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// service_ref is a service ID, a unique ID prefix or a name.
+	ServiceRef string `protobuf:"bytes,1,opt,name=service_ref,json=serviceRef,proto3" json:"service_ref,omitempty"`
+	// insert_defaults fills in the values the cluster applies to fields the
+	// spec leaves unset (restart policy, stop grace period, job counts), as
+	// docker's service inspect shows them.
+	InsertDefaults bool `protobuf:"varint,2,opt,name=insert_defaults,json=insertDefaults,proto3" json:"insert_defaults,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetServiceRequest) Reset() {
+	*x = GetServiceRequest{}
+	mi := &file_control_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceRequest) ProtoMessage() {}
+
+func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
+func (*GetServiceRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetServiceRequest) GetServiceRef() string {
+	if x != nil {
+		return x.ServiceRef
+	}
+	return ""
+}
+
+func (x *GetServiceRequest) GetInsertDefaults() bool {
+	if x != nil {
+		return x.InsertDefaults
+	}
+	return false
+}
+
+type GetServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServiceResponse) Reset() {
+	*x = GetServiceResponse{}
+	mi := &file_control_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceResponse) ProtoMessage() {}
+
+func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
+func (*GetServiceResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetServiceResponse) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+type ListServicesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// filters are docker's service filters: id (prefix), label (key or
+	// key=value), mode (replicated, global, replicated-job, global-job) and
+	// name (prefix). Values of one key are ORed; keys are ANDed.
+	Filters       map[string]*FilterValues `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListServicesRequest) Reset() {
+	*x = ListServicesRequest{}
+	mi := &file_control_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServicesRequest) ProtoMessage() {}
+
+func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
+func (*ListServicesRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListServicesRequest) GetFilters() map[string]*FilterValues {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+// ServiceStatus counts a service's tasks.
+type ServiceStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// running_tasks are tasks observed RUNNING that are still wanted running.
+	RunningTasks uint64 `protobuf:"varint,1,opt,name=running_tasks,json=runningTasks,proto3" json:"running_tasks,omitempty"`
+	// desired_tasks is the replica count of a replicated service, the number
+	// of runnable tasks (desired state at most RUNNING) of a global service,
+	// and, for jobs, the runnable tasks of the current job iteration that
+	// have not completed.
+	DesiredTasks uint64 `protobuf:"varint,2,opt,name=desired_tasks,json=desiredTasks,proto3" json:"desired_tasks,omitempty"`
+	// completed_tasks are tasks of the current job iteration observed
+	// COMPLETE (jobs only).
+	CompletedTasks uint64 `protobuf:"varint,3,opt,name=completed_tasks,json=completedTasks,proto3" json:"completed_tasks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ServiceStatus) Reset() {
+	*x = ServiceStatus{}
+	mi := &file_control_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceStatus) ProtoMessage() {}
+
+func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceStatus.ProtoReflect.Descriptor instead.
+func (*ServiceStatus) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ServiceStatus) GetRunningTasks() uint64 {
+	if x != nil {
+		return x.RunningTasks
+	}
+	return 0
+}
+
+func (x *ServiceStatus) GetDesiredTasks() uint64 {
+	if x != nil {
+		return x.DesiredTasks
+	}
+	return 0
+}
+
+func (x *ServiceStatus) GetCompletedTasks() uint64 {
+	if x != nil {
+		return x.CompletedTasks
+	}
+	return 0
+}
+
+type ListServicesResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Services []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	// statuses are keyed by service ID.
+	Statuses      map[string]*ServiceStatus `protobuf:"bytes,2,rep,name=statuses,proto3" json:"statuses,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListServicesResponse) Reset() {
+	*x = ListServicesResponse{}
+	mi := &file_control_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServicesResponse) ProtoMessage() {}
+
+func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
+func (*ListServicesResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListServicesResponse) GetServices() []*Service {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *ListServicesResponse) GetStatuses() map[string]*ServiceStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+type UpdateServiceRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ServiceRef string                 `protobuf:"bytes,1,opt,name=service_ref,json=serviceRef,proto3" json:"service_ref,omitempty"`
+	// version is the service's meta.version the spec was derived from; the
+	// update is refused (Aborted) when the service changed since.
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// spec replaces the service's spec as a whole.
+	Spec          *ServiceSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateServiceRequest) Reset() {
+	*x = UpdateServiceRequest{}
+	mi := &file_control_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateServiceRequest) ProtoMessage() {}
+
+func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
+func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UpdateServiceRequest) GetServiceRef() string {
+	if x != nil {
+		return x.ServiceRef
+	}
+	return ""
+}
+
+func (x *UpdateServiceRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *UpdateServiceRequest) GetSpec() *ServiceSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type UpdateServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateServiceResponse) Reset() {
+	*x = UpdateServiceResponse{}
+	mi := &file_control_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateServiceResponse) ProtoMessage() {}
+
+func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
+func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *UpdateServiceResponse) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+type RemoveServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ServiceRef    string                 `protobuf:"bytes,1,opt,name=service_ref,json=serviceRef,proto3" json:"service_ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveServiceRequest) Reset() {
+	*x = RemoveServiceRequest{}
+	mi := &file_control_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveServiceRequest) ProtoMessage() {}
+
+func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
+func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RemoveServiceRequest) GetServiceRef() string {
+	if x != nil {
+		return x.ServiceRef
+	}
+	return ""
+}
+
+type RemoveServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveServiceResponse) Reset() {
+	*x = RemoveServiceResponse{}
+	mi := &file_control_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveServiceResponse) ProtoMessage() {}
+
+func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
+func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{23}
+}
+
+type ListTasksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// filters: service (ID, unique ID prefix or name), node (ID, unique ID
+	// prefix or hostname), desired-state (running, shutdown or accepted),
+	// name (prefix of <service>.<slot or node ID>.<task ID>) and id (prefix).
+	// Values of one key are ORed; keys are ANDed.
+	Filters       map[string]*FilterValues `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksRequest) Reset() {
+	*x = ListTasksRequest{}
+	mi := &file_control_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksRequest) ProtoMessage() {}
+
+func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
+func (*ListTasksRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListTasksRequest) GetFilters() map[string]*FilterValues {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+type ListTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tasks []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// node_names maps the node IDs the tasks are on to their hostnames.
+	NodeNames     map[string]string `protobuf:"bytes,2,rep,name=node_names,json=nodeNames,proto3" json:"node_names,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksResponse) Reset() {
+	*x = ListTasksResponse{}
+	mi := &file_control_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksResponse) ProtoMessage() {}
+
+func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
+func (*ListTasksResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListTasksResponse) GetTasks() []*Task {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *ListTasksResponse) GetNodeNames() map[string]string {
+	if x != nil {
+		return x.NodeNames
+	}
+	return nil
+}
+
 var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
 	"\n" +
-	"\rcontrol.proto\x12\bshoal.v1\x1a\robjects.proto\"\xa9\x01\n" +
+	"\rcontrol.proto\x12\bshoal.v1\x1a\robjects.proto\x1a\x0eservices.proto\"\xa9\x01\n" +
 	"\x10ListNodesRequest\x12A\n" +
 	"\afilters\x18\x01 \x03(\v2'.shoal.v1.ListNodesRequest.FiltersEntryR\afilters\x1aR\n" +
 	"\fFiltersEntry\x12\x10\n" +
@@ -764,7 +1408,55 @@ const file_control_proto_rawDesc = "" +
 	"\x14rotate_manager_token\x18\n" +
 	" \x01(\bR\x12rotateManagerToken\"D\n" +
 	"\x15UpdateClusterResponse\x12+\n" +
-	"\acluster\x18\x01 \x01(\v2\x11.shoal.v1.ClusterR\acluster2\xbc\x03\n" +
+	"\acluster\x18\x01 \x01(\v2\x11.shoal.v1.ClusterR\acluster\"A\n" +
+	"\x14CreateServiceRequest\x12)\n" +
+	"\x04spec\x18\x01 \x01(\v2\x15.shoal.v1.ServiceSpecR\x04spec\"D\n" +
+	"\x15CreateServiceResponse\x12+\n" +
+	"\aservice\x18\x01 \x01(\v2\x11.shoal.v1.ServiceR\aservice\"]\n" +
+	"\x11GetServiceRequest\x12\x1f\n" +
+	"\vservice_ref\x18\x01 \x01(\tR\n" +
+	"serviceRef\x12'\n" +
+	"\x0finsert_defaults\x18\x02 \x01(\bR\x0einsertDefaults\"A\n" +
+	"\x12GetServiceResponse\x12+\n" +
+	"\aservice\x18\x01 \x01(\v2\x11.shoal.v1.ServiceR\aservice\"\xaf\x01\n" +
+	"\x13ListServicesRequest\x12D\n" +
+	"\afilters\x18\x01 \x03(\v2*.shoal.v1.ListServicesRequest.FiltersEntryR\afilters\x1aR\n" +
+	"\fFiltersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.shoal.v1.FilterValuesR\x05value:\x028\x01\"\x82\x01\n" +
+	"\rServiceStatus\x12#\n" +
+	"\rrunning_tasks\x18\x01 \x01(\x04R\frunningTasks\x12#\n" +
+	"\rdesired_tasks\x18\x02 \x01(\x04R\fdesiredTasks\x12'\n" +
+	"\x0fcompleted_tasks\x18\x03 \x01(\x04R\x0ecompletedTasks\"\xe5\x01\n" +
+	"\x14ListServicesResponse\x12-\n" +
+	"\bservices\x18\x01 \x03(\v2\x11.shoal.v1.ServiceR\bservices\x12H\n" +
+	"\bstatuses\x18\x02 \x03(\v2,.shoal.v1.ListServicesResponse.StatusesEntryR\bstatuses\x1aT\n" +
+	"\rStatusesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.shoal.v1.ServiceStatusR\x05value:\x028\x01\"|\n" +
+	"\x14UpdateServiceRequest\x12\x1f\n" +
+	"\vservice_ref\x18\x01 \x01(\tR\n" +
+	"serviceRef\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12)\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.v1.ServiceSpecR\x04spec\"D\n" +
+	"\x15UpdateServiceResponse\x12+\n" +
+	"\aservice\x18\x01 \x01(\v2\x11.shoal.v1.ServiceR\aservice\"7\n" +
+	"\x14RemoveServiceRequest\x12\x1f\n" +
+	"\vservice_ref\x18\x01 \x01(\tR\n" +
+	"serviceRef\"\x17\n" +
+	"\x15RemoveServiceResponse\"\xa9\x01\n" +
+	"\x10ListTasksRequest\x12A\n" +
+	"\afilters\x18\x01 \x03(\v2'.shoal.v1.ListTasksRequest.FiltersEntryR\afilters\x1aR\n" +
+	"\fFiltersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.shoal.v1.FilterValuesR\x05value:\x028\x01\"\xc2\x01\n" +
+	"\x11ListTasksResponse\x12$\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x0e.shoal.v1.TaskR\x05tasks\x12I\n" +
+	"\n" +
+	"node_names\x18\x02 \x03(\v2*.shoal.v1.ListTasksResponse.NodeNamesEntryR\tnodeNames\x1a<\n" +
+	"\x0eNodeNamesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x90\a\n" +
 	"\aControl\x12D\n" +
 	"\tListNodes\x12\x1a.shoal.v1.ListNodesRequest\x1a\x1b.shoal.v1.ListNodesResponse\x12>\n" +
 	"\aGetNode\x12\x18.shoal.v1.GetNodeRequest\x1a\x19.shoal.v1.GetNodeResponse\x12G\n" +
@@ -774,7 +1466,14 @@ const file_control_proto_rawDesc = "" +
 	"RemoveNode\x12\x1b.shoal.v1.RemoveNodeRequest\x1a\x1c.shoal.v1.RemoveNodeResponse\x12G\n" +
 	"\n" +
 	"GetCluster\x12\x1b.shoal.v1.GetClusterRequest\x1a\x1c.shoal.v1.GetClusterResponse\x12P\n" +
-	"\rUpdateCluster\x12\x1e.shoal.v1.UpdateClusterRequest\x1a\x1f.shoal.v1.UpdateClusterResponseB.Z,github.com/shoal-project/shoal/proto/shoalpbb\x06proto3"
+	"\rUpdateCluster\x12\x1e.shoal.v1.UpdateClusterRequest\x1a\x1f.shoal.v1.UpdateClusterResponse\x12P\n" +
+	"\rCreateService\x12\x1e.shoal.v1.CreateServiceRequest\x1a\x1f.shoal.v1.CreateServiceResponse\x12G\n" +
+	"\n" +
+	"GetService\x12\x1b.shoal.v1.GetServiceRequest\x1a\x1c.shoal.v1.GetServiceResponse\x12M\n" +
+	"\fListServices\x12\x1d.shoal.v1.ListServicesRequest\x1a\x1e.shoal.v1.ListServicesResponse\x12P\n" +
+	"\rUpdateService\x12\x1e.shoal.v1.UpdateServiceRequest\x1a\x1f.shoal.v1.UpdateServiceResponse\x12P\n" +
+	"\rRemoveService\x12\x1e.shoal.v1.RemoveServiceRequest\x1a\x1f.shoal.v1.RemoveServiceResponse\x12D\n" +
+	"\tListTasks\x12\x1a.shoal.v1.ListTasksRequest\x1a\x1b.shoal.v1.ListTasksResponseB.Z,github.com/shoal-project/shoal/proto/shoalpbb\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -788,7 +1487,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_control_proto_goTypes = []any{
 	(*ListNodesRequest)(nil),      // 0: shoal.v1.ListNodesRequest
 	(*FilterValues)(nil),          // 1: shoal.v1.FilterValues
@@ -803,41 +1502,87 @@ var file_control_proto_goTypes = []any{
 	(*GetClusterResponse)(nil),    // 10: shoal.v1.GetClusterResponse
 	(*UpdateClusterRequest)(nil),  // 11: shoal.v1.UpdateClusterRequest
 	(*UpdateClusterResponse)(nil), // 12: shoal.v1.UpdateClusterResponse
-	nil,                           // 13: shoal.v1.ListNodesRequest.FiltersEntry
-	nil,                           // 14: shoal.v1.UpdateNodeRequest.LabelsAddEntry
-	(*Node)(nil),                  // 15: shoal.v1.Node
-	(NodeAvailability)(0),         // 16: shoal.v1.NodeAvailability
-	(NodeRole)(0),                 // 17: shoal.v1.NodeRole
-	(*Cluster)(nil),               // 18: shoal.v1.Cluster
+	(*CreateServiceRequest)(nil),  // 13: shoal.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil), // 14: shoal.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),     // 15: shoal.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),    // 16: shoal.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),   // 17: shoal.v1.ListServicesRequest
+	(*ServiceStatus)(nil),         // 18: shoal.v1.ServiceStatus
+	(*ListServicesResponse)(nil),  // 19: shoal.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),  // 20: shoal.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil), // 21: shoal.v1.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),  // 22: shoal.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil), // 23: shoal.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),      // 24: shoal.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 25: shoal.v1.ListTasksResponse
+	nil,                           // 26: shoal.v1.ListNodesRequest.FiltersEntry
+	nil,                           // 27: shoal.v1.UpdateNodeRequest.LabelsAddEntry
+	nil,                           // 28: shoal.v1.ListServicesRequest.FiltersEntry
+	nil,                           // 29: shoal.v1.ListServicesResponse.StatusesEntry
+	nil,                           // 30: shoal.v1.ListTasksRequest.FiltersEntry
+	nil,                           // 31: shoal.v1.ListTasksResponse.NodeNamesEntry
+	(*Node)(nil),                  // 32: shoal.v1.Node
+	(NodeAvailability)(0),         // 33: shoal.v1.NodeAvailability
+	(NodeRole)(0),                 // 34: shoal.v1.NodeRole
+	(*Cluster)(nil),               // 35: shoal.v1.Cluster
+	(*ServiceSpec)(nil),           // 36: shoal.v1.ServiceSpec
+	(*Service)(nil),               // 37: shoal.v1.Service
+	(*Task)(nil),                  // 38: shoal.v1.Task
 }
 var file_control_proto_depIdxs = []int32{
-	13, // 0: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
-	15, // 1: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.Node
-	15, // 2: shoal.v1.GetNodeResponse.node:type_name -> shoal.v1.Node
-	16, // 3: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
-	17, // 4: shoal.v1.UpdateNodeRequest.role:type_name -> shoal.v1.NodeRole
-	14, // 5: shoal.v1.UpdateNodeRequest.labels_add:type_name -> shoal.v1.UpdateNodeRequest.LabelsAddEntry
-	15, // 6: shoal.v1.UpdateNodeResponse.node:type_name -> shoal.v1.Node
-	18, // 7: shoal.v1.GetClusterResponse.cluster:type_name -> shoal.v1.Cluster
-	18, // 8: shoal.v1.UpdateClusterResponse.cluster:type_name -> shoal.v1.Cluster
-	1,  // 9: shoal.v1.ListNodesRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
-	0,  // 10: shoal.v1.Control.ListNodes:input_type -> shoal.v1.ListNodesRequest
-	3,  // 11: shoal.v1.Control.GetNode:input_type -> shoal.v1.GetNodeRequest
-	5,  // 12: shoal.v1.Control.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
-	7,  // 13: shoal.v1.Control.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
-	9,  // 14: shoal.v1.Control.GetCluster:input_type -> shoal.v1.GetClusterRequest
-	11, // 15: shoal.v1.Control.UpdateCluster:input_type -> shoal.v1.UpdateClusterRequest
-	2,  // 16: shoal.v1.Control.ListNodes:output_type -> shoal.v1.ListNodesResponse
-	4,  // 17: shoal.v1.Control.GetNode:output_type -> shoal.v1.GetNodeResponse
-	6,  // 18: shoal.v1.Control.UpdateNode:output_type -> shoal.v1.UpdateNodeResponse
-	8,  // 19: shoal.v1.Control.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	10, // 20: shoal.v1.Control.GetCluster:output_type -> shoal.v1.GetClusterResponse
-	12, // 21: shoal.v1.Control.UpdateCluster:output_type -> shoal.v1.UpdateClusterResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	26, // 0: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
+	32, // 1: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.Node
+	32, // 2: shoal.v1.GetNodeResponse.node:type_name -> shoal.v1.Node
+	33, // 3: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
+	34, // 4: shoal.v1.UpdateNodeRequest.role:type_name -> shoal.v1.NodeRole
+	27, // 5: shoal.v1.UpdateNodeRequest.labels_add:type_name -> shoal.v1.UpdateNodeRequest.LabelsAddEntry
+	32, // 6: shoal.v1.UpdateNodeResponse.node:type_name -> shoal.v1.Node
+	35, // 7: shoal.v1.GetClusterResponse.cluster:type_name -> shoal.v1.Cluster
+	35, // 8: shoal.v1.UpdateClusterResponse.cluster:type_name -> shoal.v1.Cluster
+	36, // 9: shoal.v1.CreateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	37, // 10: shoal.v1.CreateServiceResponse.service:type_name -> shoal.v1.Service
+	37, // 11: shoal.v1.GetServiceResponse.service:type_name -> shoal.v1.Service
+	28, // 12: shoal.v1.ListServicesRequest.filters:type_name -> shoal.v1.ListServicesRequest.FiltersEntry
+	37, // 13: shoal.v1.ListServicesResponse.services:type_name -> shoal.v1.Service
+	29, // 14: shoal.v1.ListServicesResponse.statuses:type_name -> shoal.v1.ListServicesResponse.StatusesEntry
+	36, // 15: shoal.v1.UpdateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	37, // 16: shoal.v1.UpdateServiceResponse.service:type_name -> shoal.v1.Service
+	30, // 17: shoal.v1.ListTasksRequest.filters:type_name -> shoal.v1.ListTasksRequest.FiltersEntry
+	38, // 18: shoal.v1.ListTasksResponse.tasks:type_name -> shoal.v1.Task
+	31, // 19: shoal.v1.ListTasksResponse.node_names:type_name -> shoal.v1.ListTasksResponse.NodeNamesEntry
+	1,  // 20: shoal.v1.ListNodesRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
+	1,  // 21: shoal.v1.ListServicesRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
+	18, // 22: shoal.v1.ListServicesResponse.StatusesEntry.value:type_name -> shoal.v1.ServiceStatus
+	1,  // 23: shoal.v1.ListTasksRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
+	0,  // 24: shoal.v1.Control.ListNodes:input_type -> shoal.v1.ListNodesRequest
+	3,  // 25: shoal.v1.Control.GetNode:input_type -> shoal.v1.GetNodeRequest
+	5,  // 26: shoal.v1.Control.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
+	7,  // 27: shoal.v1.Control.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
+	9,  // 28: shoal.v1.Control.GetCluster:input_type -> shoal.v1.GetClusterRequest
+	11, // 29: shoal.v1.Control.UpdateCluster:input_type -> shoal.v1.UpdateClusterRequest
+	13, // 30: shoal.v1.Control.CreateService:input_type -> shoal.v1.CreateServiceRequest
+	15, // 31: shoal.v1.Control.GetService:input_type -> shoal.v1.GetServiceRequest
+	17, // 32: shoal.v1.Control.ListServices:input_type -> shoal.v1.ListServicesRequest
+	20, // 33: shoal.v1.Control.UpdateService:input_type -> shoal.v1.UpdateServiceRequest
+	22, // 34: shoal.v1.Control.RemoveService:input_type -> shoal.v1.RemoveServiceRequest
+	24, // 35: shoal.v1.Control.ListTasks:input_type -> shoal.v1.ListTasksRequest
+	2,  // 36: shoal.v1.Control.ListNodes:output_type -> shoal.v1.ListNodesResponse
+	4,  // 37: shoal.v1.Control.GetNode:output_type -> shoal.v1.GetNodeResponse
+	6,  // 38: shoal.v1.Control.UpdateNode:output_type -> shoal.v1.UpdateNodeResponse
+	8,  // 39: shoal.v1.Control.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	10, // 40: shoal.v1.Control.GetCluster:output_type -> shoal.v1.GetClusterResponse
+	12, // 41: shoal.v1.Control.UpdateCluster:output_type -> shoal.v1.UpdateClusterResponse
+	14, // 42: shoal.v1.Control.CreateService:output_type -> shoal.v1.CreateServiceResponse
+	16, // 43: shoal.v1.Control.GetService:output_type -> shoal.v1.GetServiceResponse
+	19, // 44: shoal.v1.Control.ListServices:output_type -> shoal.v1.ListServicesResponse
+	21, // 45: shoal.v1.Control.UpdateService:output_type -> shoal.v1.UpdateServiceResponse
+	23, // 46: shoal.v1.Control.RemoveService:output_type -> shoal.v1.RemoveServiceResponse
+	25, // 47: shoal.v1.Control.ListTasks:output_type -> shoal.v1.ListTasksResponse
+	36, // [36:48] is the sub-list for method output_type
+	24, // [24:36] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -846,13 +1591,14 @@ func file_control_proto_init() {
 		return
 	}
 	file_objects_proto_init()
+	file_services_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
