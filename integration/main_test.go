@@ -48,9 +48,17 @@ func newClusterArgs(t *testing.T, nManagers, nWorkers int, daemonArgs ...string)
 			c.workers = append(c.workers, h)
 		}
 	}
-	// Tasks' containers outlive their daemons (as docker's do); remove
-	// those of this cluster's nodes, and only those, at the end.
-	t.Cleanup(func() { removeNodeContainers(t, c.ids) })
+	// Tasks' containers outlive their daemons (as docker's do); at the end
+	// stop the daemons (or they would replace what is removed), then
+	// remove the containers of this cluster's nodes, and only those.
+	t.Cleanup(func() {
+		for _, h := range c.lab.Hosts() {
+			if h.Running() {
+				h.Kill(t)
+			}
+		}
+		removeNodeContainers(t, c.ids)
+	})
 	first := c.managers[0]
 	first.MustCLI(t, "swarm", "init", "--advertise-addr", first.IP)
 	c.ids[first] = nodeID(t, first)

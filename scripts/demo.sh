@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs a local Shoal cluster: 3 managers and 2 workers, each a "host" in its
 # own network namespace on a private LAN (198.18.0.0/16) that lives in a
-# namespace of its own. Needs root, iproute2 and util-linux (nsenter).
+# namespace of its own, with a demo service of 6 replicas and a global one
+# running as Docker containers. Needs root, iproute2, util-linux (nsenter),
+# a running Docker Engine and Debian's busybox-static (for the demo image).
 #
 #   scripts/demo.sh          build, start the cluster and show it
 #   scripts/demo.sh down     stop every daemon and remove the namespaces
@@ -18,16 +20,22 @@ WORKERS=2
 TOTAL=$((MANAGERS + WORKERS))
 shoal() { "$DIR/shoal" -H "unix://$DIR/node$1.sock" "${@:2}"; }
 
+IMAGE=shoal-demo/busybox:1
+
+# demo_image imports a static busybox as the demo's container image (no
+# registry is needed: images must already be on the node's engine).
+demo_image() {
+  docker image inspect "$IMAGE" >/dev/null 2>&1 && return
+  local root
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/tmp"
+  cp /bin/busybox "$root/bin/"
+  for a in sh sleep echo hostname cat ls true; do ln -s busybox "$root/bin/$a"; done
+  tar -C "$root" -c . | docker import -c 'ENV PATH=/bin' - "$IMAGE" >/dev/null
+  rm -rf "$root"
+}
+
 down() {
-  # Containers of the demo's tasks: only those labelled with the demo
-  # nodes' IDs (tasks keep running when a daemon stops, as with docker).
-  for state in "$DIR"/node*/swarm/state.json; do
-    [ -f "$state" ] || continue
-    id=$(sed -n 's/.*"node_id": *"\([^"]*\)".*/\1/p' "$state")
-    [ -n "$id" ] || continue
-    ids=$(docker ps -aq --filter "label=shoal.node.id=$id" 2>/dev/null || true)
-    [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
-  done
   for pidfile in "$DIR"/node*.pid; do
     [ -f "$pidfile" ] || continue
     pid=$(cat "$pidfile")
@@ -38,10 +46,21 @@ down() {
     fi
     rm -f "$pidfile"
   done
+  # Then the containers of the demo's tasks, only those labelled with the
+  # demo nodes' IDs: tasks keep running when a daemon stops, as with
+  # docker, and the daemons must be gone first or they would replace them.
+  for state in "$DIR"/node*/swarm/state.json; do
+    [ -f "$state" ] || continue
+    id=$(sed -n 's/.*"node_id": *"\([^"]*\)".*/\1/p' "$state")
+    [ -n "$id" ] || continue
+    ids=$(docker ps -aq --filter "label=shoal.node.id=$id" 2>/dev/null || true)
+    [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
+  done
   for ns in $(ip netns list | awk '{print $1}' | grep "^${NS}-" || true); do
     ip netns del "$ns"
   done
   rm -rf "$DIR"
+  docker rmi -f "$IMAGE" >/dev/null 2>&1 || true
 }
 
 up() {
@@ -87,6 +106,19 @@ up() {
   done
   echo
   shoal 1 node ls
+  echo
+  if [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static; then
+    demo_image
+    shoal 1 service create --name demo --replicas 6 --stop-grace-period 1s "$IMAGE" \
+      sh -c 'while true; do echo "tick from $(hostname)"; sleep 5; done'
+    shoal 1 service create -d --name per-node --mode global "$IMAGE" sleep 86400 >/dev/null
+    echo
+    shoal 1 service ls
+    echo
+    shoal 1 service ps demo
+  else
+    echo "(install Debian's busybox-static to get a demo service)"
+  fi
   echo
   echo "The cluster is running. Try:"
   echo "  $DIR/shoal -H unix://$DIR/node2.sock node ls"
