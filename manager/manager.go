@@ -17,6 +17,7 @@ import (
 	"github.com/shoal-project/shoal/identity"
 	"github.com/shoal-project/shoal/manager/controlapi"
 	"github.com/shoal-project/shoal/manager/dispatcher"
+	"github.com/shoal-project/shoal/manager/logbroker"
 	"github.com/shoal-project/shoal/manager/membership"
 	"github.com/shoal-project/shoal/manager/orchestrator"
 	"github.com/shoal-project/shoal/manager/orchestrator/constraintenforcer"
@@ -78,6 +79,7 @@ type Manager struct {
 	raftServer *membership.RaftServer
 	dispatcher *dispatcher.Dispatcher
 	reconciler *membership.Reconciler
+	logs       *logbroker.Broker
 
 	stopOnce sync.Once
 }
@@ -121,6 +123,7 @@ func New(cfg Config) (*Manager, error) {
 		Managers: func() []*shoalpb.Peer { return membership.Managers(st, rn) },
 		LeaderID: func() string { id, _ := rn.Leader(); return id },
 	}
+	m.logs = &logbroker.Broker{Store: st, Log: cfg.Logger.With("component", "logbroker")}
 	return m, nil
 }
 
@@ -139,6 +142,7 @@ func (m *Manager) Register(s *grpc.Server) {
 	shoalpb.RegisterCAServer(s, m.caServer)
 	shoalpb.RegisterRaftMembershipServer(s, m.raftServer)
 	shoalpb.RegisterDispatcherServer(s, m.dispatcher)
+	shoalpb.RegisterLogsServer(s, m.logs)
 }
 
 // Run follows leadership changes until ctx ends, running the leader-only

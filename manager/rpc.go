@@ -39,6 +39,8 @@ func minRole(fullMethod string) caller.Role {
 		return caller.Anonymous
 	case strings.HasPrefix(fullMethod, "/shoal.v1.CA/"), strings.HasPrefix(fullMethod, "/shoal.v1.Dispatcher/"):
 		return caller.Worker
+	case fullMethod == "/shoal.v1.Logs/ListenSubscriptions", fullMethod == "/shoal.v1.Logs/PublishLogs":
+		return caller.Worker
 	}
 	return caller.Manager
 }

@@ -46,7 +46,7 @@ func (d *Daemon) newExecutor(nodeID string) (exec.Executor, func(context.Context
 
 // startTasks starts the task runtime of a cluster: local task database,
 // re-adoption of recorded tasks, removal of containers of unknown tasks,
-// the assignment session and the status reporter.
+// the assignment session, the status reporter and the log publisher.
 func (c *cluster) startTasks() error {
 	d := c.d
 	dir := filepath.Join(d.layout.swarmDir(), "worker")
@@ -73,7 +73,8 @@ func (c *cluster) startTasks() error {
 		keep[id] = true
 	}
 	c.tasks = &taskRuntime{db: db, manager: tm, reporter: rep}
-	c.wg.Add(3)
+	logs := &worker.LogPublisher{Logger: d.log.With("component", "logs"), Dial: c.pool.Dial, Managers: c.managerPeers, Tasks: tm, NodeID: c.state.NodeID}
+	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
 		ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
@@ -81,6 +82,7 @@ func (c *cluster) startTasks() error {
 		removeOrphans(ctx, keep)
 	}()
 	go func() { defer c.wg.Done(); rep.Run(c.ctx) }()
+	go func() { defer c.wg.Done(); logs.Run(c.ctx) }()
 	go func() {
 		defer c.wg.Done()
 		worker.RunAssignments(c.ctx, worker.AssignmentsConfig{

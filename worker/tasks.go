@@ -128,6 +128,27 @@ func (m *TaskManager) Running() []string {
 	return out
 }
 
+// Controller returns a task's controller and the task as this node sees
+// it (its observed status included), for reading the container's output
+// alongside the runner; ok is false while the task has no runner or its
+// runner no controller.
+func (m *TaskManager) Controller(taskID string) (ctlr exec.Controller, t *shoalpb.Task, ok bool) {
+	m.mu.Lock()
+	r := m.runners[taskID]
+	m.mu.Unlock()
+	if r == nil {
+		return nil, nil, false
+	}
+	r.mu.Lock()
+	ctlr = r.ctlr
+	r.mu.Unlock()
+	if ctlr == nil {
+		return nil, nil, false
+	}
+	t, _ = r.current()
+	return ctlr, t, true
+}
+
 func (m *TaskManager) startRunner(t *shoalpb.Task, st *shoalpb.TaskStatus) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -153,6 +174,7 @@ type taskRunner struct {
 	task    *shoalpb.Task
 	status  *shoalpb.TaskStatus
 	removed bool
+	ctlr    exec.Controller // set while the runner holds one
 	changed chan struct{}
 	gone    chan struct{}
 	once    sync.Once
@@ -197,7 +219,13 @@ func (r *taskRunner) run(ctx context.Context) {
 		r.setStatus(&shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_REJECTED, Timestamp: r.m.Now().UnixNano(), Message: "rejected", Err: err.Error()})
 		ctlr = nil
 	}
+	r.mu.Lock()
+	r.ctlr = ctlr
+	r.mu.Unlock()
 	defer func() {
+		r.mu.Lock()
+		r.ctlr = nil
+		r.mu.Unlock()
 		if ctlr != nil {
 			ctlr.Close()
 		}

@@ -37,6 +37,25 @@ type fakeDaemon struct {
 	mu       sync.Mutex
 	handlers map[string]handler
 	calls    []recorded
+	// logs, when set, serves SubscribeLogs.
+	logs func(*shoalpb.SubscribeLogsRequest, grpc.ServerStreamingServer[shoalpb.SubscribeLogsMessage]) error
+}
+
+// fakeLogs serves the fake daemon's Logs service through fakeDaemon.logs.
+type fakeLogs struct {
+	shoalpb.UnimplementedLogsServer
+	f *fakeDaemon
+}
+
+func (l fakeLogs) SubscribeLogs(req *shoalpb.SubscribeLogsRequest, stream grpc.ServerStreamingServer[shoalpb.SubscribeLogsMessage]) error {
+	l.f.mu.Lock()
+	l.f.calls = append(l.f.calls, recorded{method: "SubscribeLogs", req: proto.Clone(req)})
+	h := l.f.logs
+	l.f.mu.Unlock()
+	if h == nil {
+		return l.UnimplementedLogsServer.SubscribeLogs(req, stream)
+	}
+	return h(req, stream)
 }
 
 type recorded struct {
@@ -61,6 +80,7 @@ func startFake(t *testing.T) *fakeDaemon {
 	srv := grpc.NewServer(grpc.UnaryInterceptor(f.intercept))
 	shoalpb.RegisterDaemonServer(srv, shoalpb.UnimplementedDaemonServer{})
 	shoalpb.RegisterControlServer(srv, shoalpb.UnimplementedControlServer{})
+	shoalpb.RegisterLogsServer(srv, fakeLogs{f: f})
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
 	return f

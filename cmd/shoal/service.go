@@ -18,6 +18,7 @@ func newServiceCmd(g *globalOptions) *cobra.Command {
 	return newGroupCmd("service", "Manage swarm services",
 		newServiceCreateCmd(g),
 		newServiceInspectCmd(g),
+		newServiceLogsCmd(g),
 		newServiceLsCmd(g),
 		newServicePsCmd(g),
 		newServiceRmCmd(g),
