@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,7 +132,8 @@ func TestMinorityPartition(t *testing.T) {
 	}
 
 	type ack struct{ key string }
-	acked := make(chan ack, 10000)
+	acked := make(chan ack, 100000)
+	var ackCount atomic.Int64
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	clients := map[*harness.Host]shoalpb.ControlClient{}
@@ -155,6 +157,7 @@ func TestMinorityPartition(t *testing.T) {
 				cancel()
 				if err == nil {
 					acked <- ack{key}
+					ackCount.Add(1)
 				}
 			}
 		}(w)
@@ -187,6 +190,15 @@ func TestMinorityPartition(t *testing.T) {
 		_, err := clients[majority[0]].UpdateNode(ctx, &shoalpb.UpdateNodeRequest{NodeRef: target, LabelsAdd: map[string]string{"majority": "1"}})
 		return err
 	})
+	// Keep the fault until a good number of writes were acknowledged
+	// during it (however slow the machine is), then heal.
+	during := ackCount.Load()
+	harness.Eventually(t, 60*time.Second, "writes acknowledged during the partition", func() error {
+		if n := ackCount.Load() - during; n < 20 {
+			return fmt.Errorf("%d writes acknowledged since the majority took over", n)
+		}
+		return nil
+	})
 	minority.Heal(t)
 	// Let the writers run across the heal as well; they stop after the
 	// cluster has a Reachable view of all three managers again.
@@ -207,7 +219,7 @@ func TestMinorityPartition(t *testing.T) {
 	for a := range acked {
 		keys = append(keys, a.key)
 	}
-	if len(keys) < 10 {
+	if len(keys) < 20 {
 		t.Fatalf("only %d writes were acknowledged", len(keys))
 	}
 	t.Logf("%d writes acknowledged during the fault", len(keys))

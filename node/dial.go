@@ -33,13 +33,20 @@ func (p *connPool) Dial(_ context.Context, addr string) (grpc.ClientConnInterfac
 	}
 	c, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(p.creds.ClientConfig(netmux.ProtoGRPC))),
-		grpc.WithKeepaliveParams(clientKeepalive))
+		grpc.WithKeepaliveParams(clientKeepalive),
+		// Listing calls relayed for the CLI can exceed gRPC's 4 MiB default
+		// on big clusters (20,000 tasks take about 4 MiB); until they are
+		// paged, allow larger answers.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxAnswerBytes)))
 	if err != nil {
 		return nil, err
 	}
 	p.conns[addr] = c
 	return c, nil
 }
+
+// maxAnswerBytes bounds one answer from a manager.
+const maxAnswerBytes = 64 << 20
 
 // Keepalives find connections to a vanished manager within seconds instead
 // of leaving calls to hang on them; the server allows pings this often.

@@ -78,6 +78,8 @@ func (g *globalOptions) dial() (*client, error) {
 	conn, err := grpc.NewClient("passthrough:///localhost",
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(dialer),
+		// Listings of big clusters exceed gRPC's 4 MiB default.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", g.host, err)

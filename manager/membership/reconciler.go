@@ -21,25 +21,31 @@ type Reconciler struct {
 // Run reconciles until ctx ends.
 func (r *Reconciler) Run(ctx context.Context) {
 	events, cancel := r.Store.Watch()
-	defer cancel()
+	defer func() { cancel() }()
 	interval := r.Interval
 	if interval == 0 {
 		interval = time.Second
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	r.reconcile(ctx)
 	for {
-		r.reconcile(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-events:
+		case ev, ok := <-events:
 			if !ok {
 				events, cancel = r.Store.Watch()
-				defer cancel()
+				break // re-read everything below
+			}
+			// Only node changes (and restores) can change the wanted
+			// managers; task churn must not cost a pass each.
+			if _, isNode := ev.Object.(*shoalpb.Node); !isNode && ev.Kind != store.EventRestore {
+				continue
 			}
 		case <-t.C:
 		}
+		r.reconcile(ctx)
 	}
 }
 
