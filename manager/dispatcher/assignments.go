@@ -38,14 +38,26 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 		known bool
 		tasks []*shoalpb.Task
 	)
-	events, cancel := d.Store.ViewAndWatch(func(tx store.ReadTx) {
+	// Only changes of tasks that are or were on this node matter.
+	mine := func(ev store.Event) bool {
+		t, ok := ev.Object.(*shoalpb.Task)
+		if !ok {
+			return false
+		}
+		if t.NodeId == who.NodeID {
+			return true
+		}
+		old, _ := ev.Old.(*shoalpb.Task)
+		return old != nil && old.NodeId == who.NodeID
+	}
+	events, cancel := d.Store.ViewAndWatchFiltered(func(tx store.ReadTx) {
 		known = tx.Node(who.NodeID) != nil
 		for _, t := range tx.TasksByNode(who.NodeID) {
 			if assigned(t, who.NodeID) {
 				tasks = append(tasks, t)
 			}
 		}
-	})
+	}, mine)
 	defer cancel()
 	if !known {
 		return status.Errorf(codes.NotFound, "node %s is not part of the swarm; it may have been removed", who.NodeID)

@@ -191,3 +191,24 @@ func TestSnapshotRestoreAndWatch(t *testing.T) {
 		t.Fatal("restore of garbage succeeded")
 	}
 }
+
+func TestWatchFiltered(t *testing.T) {
+	s := New()
+	p := &LocalProposer{Store: s}
+	ch, cancel := s.WatchFiltered(func(ev Event) bool {
+		n, ok := ev.Object.(*shoalpb.Node)
+		return ok && n.Id == "keep"
+	})
+	defer cancel()
+	mustPropose(t, p, nodeAction(shoalpb.ActionKind_ACTION_KIND_CREATE, &shoalpb.Node{Id: "drop"}))
+	mustPropose(t, p, nodeAction(shoalpb.ActionKind_ACTION_KIND_CREATE, &shoalpb.Node{Id: "keep"}))
+	ev := <-ch
+	if n := ev.Object.(*shoalpb.Node); n.Id != "keep" {
+		t.Fatalf("filtered watch delivered node %s", n.Id)
+	}
+	select {
+	case ev := <-ch:
+		t.Fatalf("unexpected event %+v", ev)
+	default:
+	}
+}

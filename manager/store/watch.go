@@ -33,6 +33,9 @@ const watchBuffer = 4096
 type subscriber struct {
 	ch     chan Event
 	closed bool
+	// filter, when set, keeps only the events it accepts; it runs while
+	// events are published, so it must be cheap and must not block.
+	filter func(Event) bool
 }
 
 type broadcaster struct {
@@ -51,6 +54,9 @@ func (b *broadcaster) publish(index uint64, events []Event) {
 	for s := range b.subs {
 		for _, ev := range events {
 			ev.Index = index
+			if s.filter != nil && ev.Kind != EventRestore && !s.filter(ev) {
+				continue
+			}
 			select {
 			case s.ch <- ev:
 			default:
@@ -76,8 +82,13 @@ func (b *broadcaster) closeLocked(s *subscriber) {
 
 // Watch subscribes to committed changes. The channel is closed when cancel
 // is called or when the watcher falls too far behind.
-func (s *Store) Watch() (<-chan Event, func()) {
-	sub := &subscriber{ch: make(chan Event, watchBuffer)}
+func (s *Store) Watch() (<-chan Event, func()) { return s.WatchFiltered(nil) }
+
+// WatchFiltered is Watch keeping only the events filter accepts (restores
+// always pass). Filtering at the source spares watchers that care about a
+// sliver of the changes — a node's assignments — from waking for all.
+func (s *Store) WatchFiltered(filter func(Event) bool) (<-chan Event, func()) {
+	sub := &subscriber{ch: make(chan Event, watchBuffer), filter: filter}
 	s.events.mu.Lock()
 	s.events.subs[sub] = struct{}{}
 	s.events.mu.Unlock()
@@ -91,8 +102,13 @@ func (s *Store) Watch() (<-chan Event, func()) {
 // ViewAndWatch reads the store and subscribes to changes at the same point,
 // so no change is missed or seen twice.
 func (s *Store) ViewAndWatch(fn func(tx ReadTx)) (<-chan Event, func()) {
+	return s.ViewAndWatchFiltered(fn, nil)
+}
+
+// ViewAndWatchFiltered is ViewAndWatch with a filter, as WatchFiltered.
+func (s *Store) ViewAndWatchFiltered(fn func(tx ReadTx), filter func(Event) bool) (<-chan Event, func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.View(fn)
-	return s.Watch()
+	return s.WatchFiltered(filter)
 }
