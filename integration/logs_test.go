@@ -102,3 +102,37 @@ func matching(out string, re *regexp.Regexp) []string {
 	}
 	return got
 }
+
+// TestServiceLogsFromEveryManager reads a worker's task output through
+// each of three managers: a worker listens for log requests from every
+// manager it knows, not only the one it takes assignments from.
+func TestServiceLogsFromEveryManager(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3, 1)
+	m := c.managers[0]
+	w := c.workers[0]
+	img := harness.BusyboxImage(t)
+	svc := fmt.Sprintf("mlogs%d", time.Now().UnixNano()%100000)
+	m.MustCLI(t, "service", "create", "-d", "--name", svc, "--constraint", "node.role==worker", "--stop-grace-period", "1s", img,
+		"sh", "-c", "echo hello-from-worker; sleep 3600")
+	c.waitTasks(t, m, svc, 60*time.Second, func(rows []taskRow) error {
+		if per := runningPerNode(rows); per[w.Name] != 1 {
+			return fmt.Errorf("running per node %v, want the task on %s", per, w.Name)
+		}
+		return nil
+	})
+	for _, mgr := range c.managers {
+		harness.Eventually(t, 30*time.Second, "the worker's line through "+mgr.Name, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			stdout, stderr, err := mgr.CLI(ctx, "service", "logs", "--raw", svc)
+			if err != nil {
+				return fmt.Errorf("service logs on %s: %v: %s", mgr.Name, err, stderr)
+			}
+			if strings.TrimSpace(stdout) != "hello-from-worker" {
+				return fmt.Errorf("logs through %s: stdout %q, stderr %q", mgr.Name, stdout, stderr)
+			}
+			return nil
+		})
+	}
+}
