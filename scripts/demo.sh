@@ -51,7 +51,7 @@ down() {
   # docker, and the daemons must be gone first or they would replace them.
   for state in "$DIR"/node*/swarm/state.json; do
     [ -f "$state" ] || continue
-    id=$(sed -n 's/.*"node_id": *"\([^"]*\)".*/\1/p' "$state")
+    id=$(sed -n 's/.*"node_id": *"\([^"]*\)".*/\1/p' "$state" | head -n 1)
     [ -n "$id" ] || continue
     ids=$(docker ps -aq --filter "label=shoal.node.id=$id" 2>/dev/null || true)
     [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
