@@ -19,7 +19,9 @@ import (
 	"github.com/shoal-project/shoal/identity"
 	"github.com/shoal-project/shoal/manager/caller"
 	"github.com/shoal-project/shoal/manager/store"
-	"github.com/shoal-project/shoal/proto/shoalpb"
+	// The generated API package registers the service descriptors that
+	// newReply looks up.
+	_ "github.com/shoal-project/shoal/proto/shoalpb"
 )
 
 // Metadata keys a manager sets when it forwards a call to the leader.
@@ -244,5 +246,3 @@ func newReply(fullMethod string) (proto.Message, error) {
 	}
 	return mt.New().Interface(), nil
 }
-
-var _ = shoalpb.File_control_proto
