@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/shoal-project/shoal/proto/shoalpb"
 )
 
@@ -149,4 +151,24 @@ func TestTaskAssignmentOnlyPlacesPendingTasks(t *testing.T) {
 			t.Errorf("unwanted task placed on %q", tk.NodeId)
 		}
 	})
+}
+
+// TestPatchCopyKeepsEveryField fails when Task gains a field that
+// patchCopy does not carry over.
+func TestPatchCopyKeepsEveryField(t *testing.T) {
+	full := &shoalpb.Task{
+		Id: "t", Meta: &shoalpb.Meta{Version: 1}, ServiceId: "s", Slot: 2, NodeId: "n",
+		Spec: &shoalpb.TaskSpec{ForceUpdate: 1}, SpecVersion: 3, ServiceName: "svc",
+		Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_RUNNING}, DesiredState: shoalpb.TaskState_TASK_STATE_SHUTDOWN,
+		JobIteration: 4,
+	}
+	fields := full.ProtoReflect().Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		if fd := fields.Get(i); !full.ProtoReflect().Has(fd) {
+			t.Fatalf("the fixture does not set Task.%s: set it here and carry it over in patchCopy", fd.Name())
+		}
+	}
+	if got := patchCopy(full); !proto.Equal(got, full) {
+		t.Fatalf("patchCopy lost fields:\n got %v\nwant %v", got, full)
+	}
 }

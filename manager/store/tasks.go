@@ -38,6 +38,27 @@ func (tx readTx) tasks(index string, args ...any) []*shoalpb.Task {
 
 func getTask(txn *memdb.Txn, id string) *shoalpb.Task { return readTx{txn: txn}.Task(id) }
 
+// patchCopy copies a stored task for a patch that changes only its top
+// level (status, desired state, node, meta). The spec is shared, not
+// copied: stored objects are never changed in place, and the spec is the
+// bulk of a task, so deep copies would dominate the cost of status
+// reports.
+func patchCopy(old *shoalpb.Task) *shoalpb.Task {
+	return &shoalpb.Task{
+		Id:           old.Id,
+		Meta:         old.Meta,
+		ServiceId:    old.ServiceId,
+		Slot:         old.Slot,
+		NodeId:       old.NodeId,
+		Spec:         old.Spec,
+		SpecVersion:  old.SpecVersion,
+		ServiceName:  old.ServiceName,
+		Status:       old.Status,
+		DesiredState: old.DesiredState,
+		JobIteration: old.JobIteration,
+	}
+}
+
 // applyTaskStatus records a reported status when it does not move the
 // task's state backwards. A stale report is ignored, not an error: workers
 // may repeat reports after reconnecting.
@@ -50,7 +71,7 @@ func applyTaskStatus(txn *memdb.Txn, index uint64, p *shoalpb.TaskStatusPatch) (
 	if p.Status.State < old.GetStatus().GetState() {
 		return old, nil, nil
 	}
-	t := clone(old)
+	t := patchCopy(old)
 	t.Status = clone(p.Status)
 	t.Meta = touched(t.Meta, index, p.Status.Timestamp)
 	if err := txn.Insert(tableTask, t); err != nil {
@@ -65,7 +86,7 @@ func applyTaskDesiredState(txn *memdb.Txn, index uint64, p *shoalpb.TaskDesiredS
 	if old == nil || p.DesiredState <= old.DesiredState {
 		return old, nil, nil
 	}
-	t := clone(old)
+	t := patchCopy(old)
 	t.DesiredState = p.DesiredState
 	t.Meta = touched(t.Meta, index, p.UpdatedAt)
 	if err := txn.Insert(tableTask, t); err != nil {
@@ -83,7 +104,7 @@ func applyTaskAssignment(txn *memdb.Txn, index uint64, p *shoalpb.TaskAssignment
 		(old.NodeId != "" && old.NodeId != p.NodeId) {
 		return old, nil, nil
 	}
-	t := clone(old)
+	t := patchCopy(old)
 	t.NodeId = p.NodeId
 	t.Status = clone(p.Status)
 	t.Meta = touched(t.Meta, index, p.Status.Timestamp)
