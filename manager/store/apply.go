@@ -80,6 +80,22 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (*Event, 
 		}
 		return applyObject(txn, index, a.Kind, tableService, t.Service, t.Service.GetId(), t.Service.GetMeta(),
 			func(m *shoalpb.Meta) proto.Message { c := clone(t.Service); c.Meta = m; return c })
+	case *shoalpb.StoreAction_Network:
+		if a.Kind != shoalpb.ActionKind_ACTION_KIND_REMOVE {
+			if o := (readTx{txn: txn}).NetworkByName(t.Network.GetSpec().GetName()); o != nil && o.Id != t.Network.GetId() {
+				return nil, fmt.Errorf("network name %s is already in use by network %s: %w", t.Network.GetSpec().GetName(), o.Id, ErrExist)
+			}
+		}
+		return applyObject(txn, index, a.Kind, tableNetwork, t.Network, t.Network.GetId(), t.Network.GetMeta(),
+			func(m *shoalpb.Meta) proto.Message { c := clone(t.Network); c.Meta = m; return c })
+	case *shoalpb.StoreAction_Stack:
+		if a.Kind != shoalpb.ActionKind_ACTION_KIND_REMOVE {
+			if o := (readTx{txn: txn}).StackByName(t.Stack.GetName()); o != nil && o.Id != t.Stack.GetId() {
+				return nil, fmt.Errorf("stack name %s is already in use by stack %s: %w", t.Stack.GetName(), o.Id, ErrExist)
+			}
+		}
+		return applyObject(txn, index, a.Kind, tableStack, t.Stack, t.Stack.GetId(), t.Stack.GetMeta(),
+			func(m *shoalpb.Meta) proto.Message { c := clone(t.Stack); c.Meta = m; return c })
 	case *shoalpb.StoreAction_Task:
 		return applyObject(txn, index, a.Kind, tableTask, t.Task, t.Task.GetId(), t.Task.GetMeta(),
 			func(m *shoalpb.Meta) proto.Message { c := clone(t.Task); c.Meta = m; return c })

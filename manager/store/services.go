@@ -9,30 +9,10 @@ import (
 
 // serviceNameIndex indexes services by their lower-cased spec name, so
 // names are unique regardless of case, as docker's are.
-type serviceNameIndex struct{}
-
-func (serviceNameIndex) FromObject(obj any) (bool, []byte, error) {
+var serviceNameIndex = nameIndex{what: "service", fold: true, get: func(obj any) (string, bool) {
 	s, ok := obj.(*shoalpb.Service)
-	if !ok {
-		return false, nil, fmt.Errorf("service name index: unexpected %T", obj)
-	}
-	name := s.GetSpec().GetName()
-	if name == "" {
-		return false, nil, nil
-	}
-	return true, []byte(strings.ToLower(name) + "\x00"), nil
-}
-
-func (serviceNameIndex) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 1 {
-		return nil, fmt.Errorf("service name index: want one argument, got %d", len(args))
-	}
-	name, ok := args[0].(string)
-	if !ok {
-		return nil, fmt.Errorf("service name index: argument is %T, not a string", args[0])
-	}
-	return []byte(strings.ToLower(name) + "\x00"), nil
-}
+	return s.GetSpec().GetName(), ok
+}}
 
 func (tx readTx) Service(id string) *shoalpb.Service {
 	o, err := tx.txn.First(tableService, indexID, id)

@@ -161,6 +161,8 @@ func TestPatchCopyKeepsEveryField(t *testing.T) {
 		Spec: &shoalpb.TaskSpec{ForceUpdate: 1}, SpecVersion: 3, ServiceName: "svc",
 		Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_RUNNING}, DesiredState: shoalpb.TaskState_TASK_STATE_SHUTDOWN,
 		JobIteration: 4,
+		Networks:     []*shoalpb.NetworkAttachment{{NetworkId: "net"}},
+		Endpoint:     &shoalpb.Endpoint{VirtualIps: []*shoalpb.VirtualIP{{NetworkId: "net"}}},
 	}
 	fields := full.ProtoReflect().Descriptor().Fields()
 	for i := 0; i < fields.Len(); i++ {

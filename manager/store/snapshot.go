@@ -19,6 +19,8 @@ func (s *Store) Snapshot() (func(w io.Writer) error, error) {
 		}
 		snap.Services = tx.Services()
 		snap.Tasks = tx.Tasks()
+		snap.Networks = tx.Networks()
+		snap.Stacks = tx.Stacks()
 	})
 	return func(w io.Writer) error {
 		b, err := proto.Marshal(&snap)
@@ -68,6 +70,20 @@ func (s *Store) Restore(r io.Reader) error {
 		if err := txn.Insert(tableTask, o); err != nil {
 			txn.Abort()
 			return fmt.Errorf("restore task %s: %w", o.Id, err)
+		}
+		last = max(last, o.GetMeta().GetVersion())
+	}
+	for _, o := range snap.Networks {
+		if err := txn.Insert(tableNetwork, o); err != nil {
+			txn.Abort()
+			return fmt.Errorf("restore network %s: %w", o.Id, err)
+		}
+		last = max(last, o.GetMeta().GetVersion())
+	}
+	for _, o := range snap.Stacks {
+		if err := txn.Insert(tableStack, o); err != nil {
+			txn.Abort()
+			return fmt.Errorf("restore stack %s: %w", o.Id, err)
 		}
 		last = max(last, o.GetMeta().GetVersion())
 	}

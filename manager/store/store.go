@@ -25,6 +25,8 @@ const (
 	tableCluster = "cluster"
 	tableService = "service"
 	tableTask    = "task"
+	tableNetwork = "network"
+	tableStack   = "stack"
 	indexID      = "id"
 	indexName    = "name"
 	indexService = "service"
@@ -49,7 +51,7 @@ func schema() *memdb.DBSchema {
 			Name: tableService,
 			Indexes: map[string]*memdb.IndexSchema{
 				indexID:   {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
-				indexName: {Name: indexName, Unique: true, Indexer: serviceNameIndex{}},
+				indexName: {Name: indexName, Unique: true, Indexer: serviceNameIndex},
 			},
 		},
 		tableTask: {
@@ -58,6 +60,20 @@ func schema() *memdb.DBSchema {
 				indexID:      {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 				indexService: {Name: indexService, Indexer: &memdb.StringFieldIndex{Field: "ServiceId"}},
 				indexNode:    {Name: indexNode, AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "NodeId"}},
+			},
+		},
+		tableNetwork: {
+			Name: tableNetwork,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID:   {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				indexName: {Name: indexName, Unique: true, Indexer: networkNameIndex},
+			},
+		},
+		tableStack: {
+			Name: tableStack,
+			Indexes: map[string]*memdb.IndexSchema{
+				indexID:   {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				indexName: {Name: indexName, Unique: true, Indexer: stackNameIndex},
 			},
 		},
 	}}
@@ -115,6 +131,16 @@ type ReadTx interface {
 	Tasks() []*shoalpb.Task
 	TasksByService(serviceID string) []*shoalpb.Task
 	TasksByNode(nodeID string) []*shoalpb.Task
+
+	Network(id string) *shoalpb.Network
+	Networks() []*shoalpb.Network
+	NetworkByName(name string) *shoalpb.Network
+	// FindNetwork resolves an ID, a name or a unique ID prefix.
+	FindNetwork(ref string) (*shoalpb.Network, error)
+
+	Stack(id string) *shoalpb.Stack
+	Stacks() []*shoalpb.Stack
+	StackByName(name string) *shoalpb.Stack
 }
 
 type readTx struct{ txn *memdb.Txn }

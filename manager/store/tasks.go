@@ -56,6 +56,8 @@ func patchCopy(old *shoalpb.Task) *shoalpb.Task {
 		Status:       old.Status,
 		DesiredState: old.DesiredState,
 		JobIteration: old.JobIteration,
+		Networks:     old.Networks,
+		Endpoint:     old.Endpoint,
 	}
 }
 

@@ -1075,7 +1075,10 @@ type UpdateServiceRequest struct {
 	// update is refused (Aborted) when the service changed since.
 	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	// spec replaces the service's spec as a whole.
-	Spec          *ServiceSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	Spec *ServiceSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	// rollback, instead of spec, restores the service's previous spec
+	// (docker's service rollback / update --rollback).
+	Rollback      bool `protobuf:"varint,4,opt,name=rollback,proto3" json:"rollback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1129,6 +1132,13 @@ func (x *UpdateServiceRequest) GetSpec() *ServiceSpec {
 		return x.Spec
 	}
 	return nil
+}
+
+func (x *UpdateServiceRequest) GetRollback() bool {
+	if x != nil {
+		return x.Rollback
+	}
+	return false
 }
 
 type UpdateServiceResponse struct {
@@ -1356,11 +1366,809 @@ func (x *ListTasksResponse) GetNodeNames() map[string]string {
 	return nil
 }
 
+type CreateNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *NetworkSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkRequest) Reset() {
+	*x = CreateNetworkRequest{}
+	mi := &file_control_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkRequest) ProtoMessage() {}
+
+func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
+func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateNetworkRequest) GetSpec() *NetworkSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type CreateNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkResponse) Reset() {
+	*x = CreateNetworkResponse{}
+	mi := &file_control_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkResponse) ProtoMessage() {}
+
+func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkResponse.ProtoReflect.Descriptor instead.
+func (*CreateNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CreateNetworkResponse) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+type GetNetworkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// network_ref is a network ID, a unique ID prefix or a name.
+	NetworkRef    string `protobuf:"bytes,1,opt,name=network_ref,json=networkRef,proto3" json:"network_ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkRequest) Reset() {
+	*x = GetNetworkRequest{}
+	mi := &file_control_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkRequest) ProtoMessage() {}
+
+func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
+func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetNetworkRequest) GetNetworkRef() string {
+	if x != nil {
+		return x.NetworkRef
+	}
+	return ""
+}
+
+type GetNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkResponse) Reset() {
+	*x = GetNetworkResponse{}
+	mi := &file_control_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkResponse) ProtoMessage() {}
+
+func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkResponse.ProtoReflect.Descriptor instead.
+func (*GetNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetNetworkResponse) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+type ListNetworksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// filters: id (prefix), name (prefix), label (key or key=value),
+	// driver.
+	Filters       map[string]*FilterValues `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksRequest) Reset() {
+	*x = ListNetworksRequest{}
+	mi := &file_control_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksRequest) ProtoMessage() {}
+
+func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
+func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListNetworksRequest) GetFilters() map[string]*FilterValues {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+type ListNetworksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Networks      []*Network             `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksResponse) Reset() {
+	*x = ListNetworksResponse{}
+	mi := &file_control_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksResponse) ProtoMessage() {}
+
+func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
+func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListNetworksResponse) GetNetworks() []*Network {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+type RemoveNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NetworkRef    string                 `protobuf:"bytes,1,opt,name=network_ref,json=networkRef,proto3" json:"network_ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkRequest) Reset() {
+	*x = RemoveNetworkRequest{}
+	mi := &file_control_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkRequest) ProtoMessage() {}
+
+func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RemoveNetworkRequest) GetNetworkRef() string {
+	if x != nil {
+		return x.NetworkRef
+	}
+	return ""
+}
+
+type RemoveNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkResponse) Reset() {
+	*x = RemoveNetworkResponse{}
+	mi := &file_control_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkResponse) ProtoMessage() {}
+
+func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{33}
+}
+
+type DeployStackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *StackSpec             `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// prune removes the stack's services no longer in spec.
+	Prune         bool `protobuf:"varint,2,opt,name=prune,proto3" json:"prune,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployStackRequest) Reset() {
+	*x = DeployStackRequest{}
+	mi := &file_control_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployStackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployStackRequest) ProtoMessage() {}
+
+func (x *DeployStackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployStackRequest.ProtoReflect.Descriptor instead.
+func (*DeployStackRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeployStackRequest) GetSpec() *StackSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *DeployStackRequest) GetPrune() bool {
+	if x != nil {
+		return x.Prune
+	}
+	return false
+}
+
+type DeployStackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stack         *Stack                 `protobuf:"bytes,1,opt,name=stack,proto3" json:"stack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployStackResponse) Reset() {
+	*x = DeployStackResponse{}
+	mi := &file_control_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployStackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployStackResponse) ProtoMessage() {}
+
+func (x *DeployStackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployStackResponse.ProtoReflect.Descriptor instead.
+func (*DeployStackResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DeployStackResponse) GetStack() *Stack {
+	if x != nil {
+		return x.Stack
+	}
+	return nil
+}
+
+type GetStackRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStackRequest) Reset() {
+	*x = GetStackRequest{}
+	mi := &file_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStackRequest) ProtoMessage() {}
+
+func (x *GetStackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStackRequest.ProtoReflect.Descriptor instead.
+func (*GetStackRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetStackRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetStackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stack         *Stack                 `protobuf:"bytes,1,opt,name=stack,proto3" json:"stack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStackResponse) Reset() {
+	*x = GetStackResponse{}
+	mi := &file_control_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStackResponse) ProtoMessage() {}
+
+func (x *GetStackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStackResponse.ProtoReflect.Descriptor instead.
+func (*GetStackResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetStackResponse) GetStack() *Stack {
+	if x != nil {
+		return x.Stack
+	}
+	return nil
+}
+
+type ListStacksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStacksRequest) Reset() {
+	*x = ListStacksRequest{}
+	mi := &file_control_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStacksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStacksRequest) ProtoMessage() {}
+
+func (x *ListStacksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStacksRequest.ProtoReflect.Descriptor instead.
+func (*ListStacksRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{38}
+}
+
+type ListStacksResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stacks []*Stack               `protobuf:"bytes,1,rep,name=stacks,proto3" json:"stacks,omitempty"`
+	// service_counts maps stack name to its number of services.
+	ServiceCounts map[string]uint64 `protobuf:"bytes,2,rep,name=service_counts,json=serviceCounts,proto3" json:"service_counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStacksResponse) Reset() {
+	*x = ListStacksResponse{}
+	mi := &file_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStacksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStacksResponse) ProtoMessage() {}
+
+func (x *ListStacksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStacksResponse.ProtoReflect.Descriptor instead.
+func (*ListStacksResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListStacksResponse) GetStacks() []*Stack {
+	if x != nil {
+		return x.Stacks
+	}
+	return nil
+}
+
+func (x *ListStacksResponse) GetServiceCounts() map[string]uint64 {
+	if x != nil {
+		return x.ServiceCounts
+	}
+	return nil
+}
+
+type RemoveStackRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveStackRequest) Reset() {
+	*x = RemoveStackRequest{}
+	mi := &file_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveStackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveStackRequest) ProtoMessage() {}
+
+func (x *RemoveStackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveStackRequest.ProtoReflect.Descriptor instead.
+func (*RemoveStackRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RemoveStackRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RemoveStackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveStackResponse) Reset() {
+	*x = RemoveStackResponse{}
+	mi := &file_control_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveStackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveStackResponse) ProtoMessage() {}
+
+func (x *RemoveStackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveStackResponse.ProtoReflect.Descriptor instead.
+func (*RemoveStackResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{41}
+}
+
+type RollbackStackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// to_revision (0: the revision before the current one).
+	ToRevision    uint64 `protobuf:"varint,2,opt,name=to_revision,json=toRevision,proto3" json:"to_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackStackRequest) Reset() {
+	*x = RollbackStackRequest{}
+	mi := &file_control_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackStackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackStackRequest) ProtoMessage() {}
+
+func (x *RollbackStackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackStackRequest.ProtoReflect.Descriptor instead.
+func (*RollbackStackRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *RollbackStackRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RollbackStackRequest) GetToRevision() uint64 {
+	if x != nil {
+		return x.ToRevision
+	}
+	return 0
+}
+
+type RollbackStackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stack         *Stack                 `protobuf:"bytes,1,opt,name=stack,proto3" json:"stack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackStackResponse) Reset() {
+	*x = RollbackStackResponse{}
+	mi := &file_control_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackStackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackStackResponse) ProtoMessage() {}
+
+func (x *RollbackStackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackStackResponse.ProtoReflect.Descriptor instead.
+func (*RollbackStackResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RollbackStackResponse) GetStack() *Stack {
+	if x != nil {
+		return x.Stack
+	}
+	return nil
+}
+
 var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
 	"\n" +
-	"\rcontrol.proto\x12\bshoal.v1\x1a\robjects.proto\x1a\x0eservices.proto\"\xa9\x01\n" +
+	"\rcontrol.proto\x12\bshoal.v1\x1a\robjects.proto\x1a\x0eservices.proto\x1a\x0enetworks.proto\x1a\fstacks.proto\"\xa9\x01\n" +
 	"\x10ListNodesRequest\x12A\n" +
 	"\afilters\x18\x01 \x03(\v2'.shoal.v1.ListNodesRequest.FiltersEntryR\afilters\x1aR\n" +
 	"\fFiltersEntry\x12\x10\n" +
@@ -1433,12 +2241,13 @@ const file_control_proto_rawDesc = "" +
 	"\bstatuses\x18\x02 \x03(\v2,.shoal.v1.ListServicesResponse.StatusesEntryR\bstatuses\x1aT\n" +
 	"\rStatusesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
-	"\x05value\x18\x02 \x01(\v2\x17.shoal.v1.ServiceStatusR\x05value:\x028\x01\"|\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.shoal.v1.ServiceStatusR\x05value:\x028\x01\"\x98\x01\n" +
 	"\x14UpdateServiceRequest\x12\x1f\n" +
 	"\vservice_ref\x18\x01 \x01(\tR\n" +
 	"serviceRef\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12)\n" +
-	"\x04spec\x18\x03 \x01(\v2\x15.shoal.v1.ServiceSpecR\x04spec\"D\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.v1.ServiceSpecR\x04spec\x12\x1a\n" +
+	"\brollback\x18\x04 \x01(\bR\brollback\"D\n" +
 	"\x15UpdateServiceResponse\x12+\n" +
 	"\aservice\x18\x01 \x01(\v2\x11.shoal.v1.ServiceR\aservice\"7\n" +
 	"\x14RemoveServiceRequest\x12\x1f\n" +
@@ -1456,7 +2265,52 @@ const file_control_proto_rawDesc = "" +
 	"node_names\x18\x02 \x03(\v2*.shoal.v1.ListTasksResponse.NodeNamesEntryR\tnodeNames\x1a<\n" +
 	"\x0eNodeNamesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x90\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
+	"\x14CreateNetworkRequest\x12)\n" +
+	"\x04spec\x18\x01 \x01(\v2\x15.shoal.v1.NetworkSpecR\x04spec\"D\n" +
+	"\x15CreateNetworkResponse\x12+\n" +
+	"\anetwork\x18\x01 \x01(\v2\x11.shoal.v1.NetworkR\anetwork\"4\n" +
+	"\x11GetNetworkRequest\x12\x1f\n" +
+	"\vnetwork_ref\x18\x01 \x01(\tR\n" +
+	"networkRef\"A\n" +
+	"\x12GetNetworkResponse\x12+\n" +
+	"\anetwork\x18\x01 \x01(\v2\x11.shoal.v1.NetworkR\anetwork\"\xaf\x01\n" +
+	"\x13ListNetworksRequest\x12D\n" +
+	"\afilters\x18\x01 \x03(\v2*.shoal.v1.ListNetworksRequest.FiltersEntryR\afilters\x1aR\n" +
+	"\fFiltersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.shoal.v1.FilterValuesR\x05value:\x028\x01\"E\n" +
+	"\x14ListNetworksResponse\x12-\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x11.shoal.v1.NetworkR\bnetworks\"7\n" +
+	"\x14RemoveNetworkRequest\x12\x1f\n" +
+	"\vnetwork_ref\x18\x01 \x01(\tR\n" +
+	"networkRef\"\x17\n" +
+	"\x15RemoveNetworkResponse\"S\n" +
+	"\x12DeployStackRequest\x12'\n" +
+	"\x04spec\x18\x01 \x01(\v2\x13.shoal.v1.StackSpecR\x04spec\x12\x14\n" +
+	"\x05prune\x18\x02 \x01(\bR\x05prune\"<\n" +
+	"\x13DeployStackResponse\x12%\n" +
+	"\x05stack\x18\x01 \x01(\v2\x0f.shoal.v1.StackR\x05stack\"%\n" +
+	"\x0fGetStackRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"9\n" +
+	"\x10GetStackResponse\x12%\n" +
+	"\x05stack\x18\x01 \x01(\v2\x0f.shoal.v1.StackR\x05stack\"\x13\n" +
+	"\x11ListStacksRequest\"\xd7\x01\n" +
+	"\x12ListStacksResponse\x12'\n" +
+	"\x06stacks\x18\x01 \x03(\v2\x0f.shoal.v1.StackR\x06stacks\x12V\n" +
+	"\x0eservice_counts\x18\x02 \x03(\v2/.shoal.v1.ListStacksResponse.ServiceCountsEntryR\rserviceCounts\x1a@\n" +
+	"\x12ServiceCountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"(\n" +
+	"\x12RemoveStackRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
+	"\x13RemoveStackResponse\"K\n" +
+	"\x14RollbackStackRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vto_revision\x18\x02 \x01(\x04R\n" +
+	"toRevision\">\n" +
+	"\x15RollbackStackResponse\x12%\n" +
+	"\x05stack\x18\x01 \x01(\v2\x0f.shoal.v1.StackR\x05stack2\xc2\f\n" +
 	"\aControl\x12D\n" +
 	"\tListNodes\x12\x1a.shoal.v1.ListNodesRequest\x1a\x1b.shoal.v1.ListNodesResponse\x12>\n" +
 	"\aGetNode\x12\x18.shoal.v1.GetNodeRequest\x1a\x19.shoal.v1.GetNodeResponse\x12G\n" +
@@ -1473,7 +2327,18 @@ const file_control_proto_rawDesc = "" +
 	"\fListServices\x12\x1d.shoal.v1.ListServicesRequest\x1a\x1e.shoal.v1.ListServicesResponse\x12P\n" +
 	"\rUpdateService\x12\x1e.shoal.v1.UpdateServiceRequest\x1a\x1f.shoal.v1.UpdateServiceResponse\x12P\n" +
 	"\rRemoveService\x12\x1e.shoal.v1.RemoveServiceRequest\x1a\x1f.shoal.v1.RemoveServiceResponse\x12D\n" +
-	"\tListTasks\x12\x1a.shoal.v1.ListTasksRequest\x1a\x1b.shoal.v1.ListTasksResponseB.Z,github.com/shoal-project/shoal/proto/shoalpbb\x06proto3"
+	"\tListTasks\x12\x1a.shoal.v1.ListTasksRequest\x1a\x1b.shoal.v1.ListTasksResponse\x12P\n" +
+	"\rCreateNetwork\x12\x1e.shoal.v1.CreateNetworkRequest\x1a\x1f.shoal.v1.CreateNetworkResponse\x12G\n" +
+	"\n" +
+	"GetNetwork\x12\x1b.shoal.v1.GetNetworkRequest\x1a\x1c.shoal.v1.GetNetworkResponse\x12M\n" +
+	"\fListNetworks\x12\x1d.shoal.v1.ListNetworksRequest\x1a\x1e.shoal.v1.ListNetworksResponse\x12P\n" +
+	"\rRemoveNetwork\x12\x1e.shoal.v1.RemoveNetworkRequest\x1a\x1f.shoal.v1.RemoveNetworkResponse\x12J\n" +
+	"\vDeployStack\x12\x1c.shoal.v1.DeployStackRequest\x1a\x1d.shoal.v1.DeployStackResponse\x12A\n" +
+	"\bGetStack\x12\x19.shoal.v1.GetStackRequest\x1a\x1a.shoal.v1.GetStackResponse\x12G\n" +
+	"\n" +
+	"ListStacks\x12\x1b.shoal.v1.ListStacksRequest\x1a\x1c.shoal.v1.ListStacksResponse\x12J\n" +
+	"\vRemoveStack\x12\x1c.shoal.v1.RemoveStackRequest\x1a\x1d.shoal.v1.RemoveStackResponse\x12P\n" +
+	"\rRollbackStack\x12\x1e.shoal.v1.RollbackStackRequest\x1a\x1f.shoal.v1.RollbackStackResponseB.Z,github.com/shoal-project/shoal/proto/shoalpbb\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -1487,7 +2352,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_control_proto_goTypes = []any{
 	(*ListNodesRequest)(nil),      // 0: shoal.v1.ListNodesRequest
 	(*FilterValues)(nil),          // 1: shoal.v1.FilterValues
@@ -1515,74 +2380,128 @@ var file_control_proto_goTypes = []any{
 	(*RemoveServiceResponse)(nil), // 23: shoal.v1.RemoveServiceResponse
 	(*ListTasksRequest)(nil),      // 24: shoal.v1.ListTasksRequest
 	(*ListTasksResponse)(nil),     // 25: shoal.v1.ListTasksResponse
-	nil,                           // 26: shoal.v1.ListNodesRequest.FiltersEntry
-	nil,                           // 27: shoal.v1.UpdateNodeRequest.LabelsAddEntry
-	nil,                           // 28: shoal.v1.ListServicesRequest.FiltersEntry
-	nil,                           // 29: shoal.v1.ListServicesResponse.StatusesEntry
-	nil,                           // 30: shoal.v1.ListTasksRequest.FiltersEntry
-	nil,                           // 31: shoal.v1.ListTasksResponse.NodeNamesEntry
-	(*Node)(nil),                  // 32: shoal.v1.Node
-	(NodeAvailability)(0),         // 33: shoal.v1.NodeAvailability
-	(NodeRole)(0),                 // 34: shoal.v1.NodeRole
-	(*Cluster)(nil),               // 35: shoal.v1.Cluster
-	(*ServiceSpec)(nil),           // 36: shoal.v1.ServiceSpec
-	(*Service)(nil),               // 37: shoal.v1.Service
-	(*Task)(nil),                  // 38: shoal.v1.Task
+	(*CreateNetworkRequest)(nil),  // 26: shoal.v1.CreateNetworkRequest
+	(*CreateNetworkResponse)(nil), // 27: shoal.v1.CreateNetworkResponse
+	(*GetNetworkRequest)(nil),     // 28: shoal.v1.GetNetworkRequest
+	(*GetNetworkResponse)(nil),    // 29: shoal.v1.GetNetworkResponse
+	(*ListNetworksRequest)(nil),   // 30: shoal.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),  // 31: shoal.v1.ListNetworksResponse
+	(*RemoveNetworkRequest)(nil),  // 32: shoal.v1.RemoveNetworkRequest
+	(*RemoveNetworkResponse)(nil), // 33: shoal.v1.RemoveNetworkResponse
+	(*DeployStackRequest)(nil),    // 34: shoal.v1.DeployStackRequest
+	(*DeployStackResponse)(nil),   // 35: shoal.v1.DeployStackResponse
+	(*GetStackRequest)(nil),       // 36: shoal.v1.GetStackRequest
+	(*GetStackResponse)(nil),      // 37: shoal.v1.GetStackResponse
+	(*ListStacksRequest)(nil),     // 38: shoal.v1.ListStacksRequest
+	(*ListStacksResponse)(nil),    // 39: shoal.v1.ListStacksResponse
+	(*RemoveStackRequest)(nil),    // 40: shoal.v1.RemoveStackRequest
+	(*RemoveStackResponse)(nil),   // 41: shoal.v1.RemoveStackResponse
+	(*RollbackStackRequest)(nil),  // 42: shoal.v1.RollbackStackRequest
+	(*RollbackStackResponse)(nil), // 43: shoal.v1.RollbackStackResponse
+	nil,                           // 44: shoal.v1.ListNodesRequest.FiltersEntry
+	nil,                           // 45: shoal.v1.UpdateNodeRequest.LabelsAddEntry
+	nil,                           // 46: shoal.v1.ListServicesRequest.FiltersEntry
+	nil,                           // 47: shoal.v1.ListServicesResponse.StatusesEntry
+	nil,                           // 48: shoal.v1.ListTasksRequest.FiltersEntry
+	nil,                           // 49: shoal.v1.ListTasksResponse.NodeNamesEntry
+	nil,                           // 50: shoal.v1.ListNetworksRequest.FiltersEntry
+	nil,                           // 51: shoal.v1.ListStacksResponse.ServiceCountsEntry
+	(*Node)(nil),                  // 52: shoal.v1.Node
+	(NodeAvailability)(0),         // 53: shoal.v1.NodeAvailability
+	(NodeRole)(0),                 // 54: shoal.v1.NodeRole
+	(*Cluster)(nil),               // 55: shoal.v1.Cluster
+	(*ServiceSpec)(nil),           // 56: shoal.v1.ServiceSpec
+	(*Service)(nil),               // 57: shoal.v1.Service
+	(*Task)(nil),                  // 58: shoal.v1.Task
+	(*NetworkSpec)(nil),           // 59: shoal.v1.NetworkSpec
+	(*Network)(nil),               // 60: shoal.v1.Network
+	(*StackSpec)(nil),             // 61: shoal.v1.StackSpec
+	(*Stack)(nil),                 // 62: shoal.v1.Stack
 }
 var file_control_proto_depIdxs = []int32{
-	26, // 0: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
-	32, // 1: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.Node
-	32, // 2: shoal.v1.GetNodeResponse.node:type_name -> shoal.v1.Node
-	33, // 3: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
-	34, // 4: shoal.v1.UpdateNodeRequest.role:type_name -> shoal.v1.NodeRole
-	27, // 5: shoal.v1.UpdateNodeRequest.labels_add:type_name -> shoal.v1.UpdateNodeRequest.LabelsAddEntry
-	32, // 6: shoal.v1.UpdateNodeResponse.node:type_name -> shoal.v1.Node
-	35, // 7: shoal.v1.GetClusterResponse.cluster:type_name -> shoal.v1.Cluster
-	35, // 8: shoal.v1.UpdateClusterResponse.cluster:type_name -> shoal.v1.Cluster
-	36, // 9: shoal.v1.CreateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
-	37, // 10: shoal.v1.CreateServiceResponse.service:type_name -> shoal.v1.Service
-	37, // 11: shoal.v1.GetServiceResponse.service:type_name -> shoal.v1.Service
-	28, // 12: shoal.v1.ListServicesRequest.filters:type_name -> shoal.v1.ListServicesRequest.FiltersEntry
-	37, // 13: shoal.v1.ListServicesResponse.services:type_name -> shoal.v1.Service
-	29, // 14: shoal.v1.ListServicesResponse.statuses:type_name -> shoal.v1.ListServicesResponse.StatusesEntry
-	36, // 15: shoal.v1.UpdateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
-	37, // 16: shoal.v1.UpdateServiceResponse.service:type_name -> shoal.v1.Service
-	30, // 17: shoal.v1.ListTasksRequest.filters:type_name -> shoal.v1.ListTasksRequest.FiltersEntry
-	38, // 18: shoal.v1.ListTasksResponse.tasks:type_name -> shoal.v1.Task
-	31, // 19: shoal.v1.ListTasksResponse.node_names:type_name -> shoal.v1.ListTasksResponse.NodeNamesEntry
-	1,  // 20: shoal.v1.ListNodesRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
-	1,  // 21: shoal.v1.ListServicesRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
-	18, // 22: shoal.v1.ListServicesResponse.StatusesEntry.value:type_name -> shoal.v1.ServiceStatus
-	1,  // 23: shoal.v1.ListTasksRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
-	0,  // 24: shoal.v1.Control.ListNodes:input_type -> shoal.v1.ListNodesRequest
-	3,  // 25: shoal.v1.Control.GetNode:input_type -> shoal.v1.GetNodeRequest
-	5,  // 26: shoal.v1.Control.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
-	7,  // 27: shoal.v1.Control.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
-	9,  // 28: shoal.v1.Control.GetCluster:input_type -> shoal.v1.GetClusterRequest
-	11, // 29: shoal.v1.Control.UpdateCluster:input_type -> shoal.v1.UpdateClusterRequest
-	13, // 30: shoal.v1.Control.CreateService:input_type -> shoal.v1.CreateServiceRequest
-	15, // 31: shoal.v1.Control.GetService:input_type -> shoal.v1.GetServiceRequest
-	17, // 32: shoal.v1.Control.ListServices:input_type -> shoal.v1.ListServicesRequest
-	20, // 33: shoal.v1.Control.UpdateService:input_type -> shoal.v1.UpdateServiceRequest
-	22, // 34: shoal.v1.Control.RemoveService:input_type -> shoal.v1.RemoveServiceRequest
-	24, // 35: shoal.v1.Control.ListTasks:input_type -> shoal.v1.ListTasksRequest
-	2,  // 36: shoal.v1.Control.ListNodes:output_type -> shoal.v1.ListNodesResponse
-	4,  // 37: shoal.v1.Control.GetNode:output_type -> shoal.v1.GetNodeResponse
-	6,  // 38: shoal.v1.Control.UpdateNode:output_type -> shoal.v1.UpdateNodeResponse
-	8,  // 39: shoal.v1.Control.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	10, // 40: shoal.v1.Control.GetCluster:output_type -> shoal.v1.GetClusterResponse
-	12, // 41: shoal.v1.Control.UpdateCluster:output_type -> shoal.v1.UpdateClusterResponse
-	14, // 42: shoal.v1.Control.CreateService:output_type -> shoal.v1.CreateServiceResponse
-	16, // 43: shoal.v1.Control.GetService:output_type -> shoal.v1.GetServiceResponse
-	19, // 44: shoal.v1.Control.ListServices:output_type -> shoal.v1.ListServicesResponse
-	21, // 45: shoal.v1.Control.UpdateService:output_type -> shoal.v1.UpdateServiceResponse
-	23, // 46: shoal.v1.Control.RemoveService:output_type -> shoal.v1.RemoveServiceResponse
-	25, // 47: shoal.v1.Control.ListTasks:output_type -> shoal.v1.ListTasksResponse
-	36, // [36:48] is the sub-list for method output_type
-	24, // [24:36] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	44, // 0: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
+	52, // 1: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.Node
+	52, // 2: shoal.v1.GetNodeResponse.node:type_name -> shoal.v1.Node
+	53, // 3: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
+	54, // 4: shoal.v1.UpdateNodeRequest.role:type_name -> shoal.v1.NodeRole
+	45, // 5: shoal.v1.UpdateNodeRequest.labels_add:type_name -> shoal.v1.UpdateNodeRequest.LabelsAddEntry
+	52, // 6: shoal.v1.UpdateNodeResponse.node:type_name -> shoal.v1.Node
+	55, // 7: shoal.v1.GetClusterResponse.cluster:type_name -> shoal.v1.Cluster
+	55, // 8: shoal.v1.UpdateClusterResponse.cluster:type_name -> shoal.v1.Cluster
+	56, // 9: shoal.v1.CreateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	57, // 10: shoal.v1.CreateServiceResponse.service:type_name -> shoal.v1.Service
+	57, // 11: shoal.v1.GetServiceResponse.service:type_name -> shoal.v1.Service
+	46, // 12: shoal.v1.ListServicesRequest.filters:type_name -> shoal.v1.ListServicesRequest.FiltersEntry
+	57, // 13: shoal.v1.ListServicesResponse.services:type_name -> shoal.v1.Service
+	47, // 14: shoal.v1.ListServicesResponse.statuses:type_name -> shoal.v1.ListServicesResponse.StatusesEntry
+	56, // 15: shoal.v1.UpdateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	57, // 16: shoal.v1.UpdateServiceResponse.service:type_name -> shoal.v1.Service
+	48, // 17: shoal.v1.ListTasksRequest.filters:type_name -> shoal.v1.ListTasksRequest.FiltersEntry
+	58, // 18: shoal.v1.ListTasksResponse.tasks:type_name -> shoal.v1.Task
+	49, // 19: shoal.v1.ListTasksResponse.node_names:type_name -> shoal.v1.ListTasksResponse.NodeNamesEntry
+	59, // 20: shoal.v1.CreateNetworkRequest.spec:type_name -> shoal.v1.NetworkSpec
+	60, // 21: shoal.v1.CreateNetworkResponse.network:type_name -> shoal.v1.Network
+	60, // 22: shoal.v1.GetNetworkResponse.network:type_name -> shoal.v1.Network
+	50, // 23: shoal.v1.ListNetworksRequest.filters:type_name -> shoal.v1.ListNetworksRequest.FiltersEntry
+	60, // 24: shoal.v1.ListNetworksResponse.networks:type_name -> shoal.v1.Network
+	61, // 25: shoal.v1.DeployStackRequest.spec:type_name -> shoal.v1.StackSpec
+	62, // 26: shoal.v1.DeployStackResponse.stack:type_name -> shoal.v1.Stack
+	62, // 27: shoal.v1.GetStackResponse.stack:type_name -> shoal.v1.Stack
+	62, // 28: shoal.v1.ListStacksResponse.stacks:type_name -> shoal.v1.Stack
+	51, // 29: shoal.v1.ListStacksResponse.service_counts:type_name -> shoal.v1.ListStacksResponse.ServiceCountsEntry
+	62, // 30: shoal.v1.RollbackStackResponse.stack:type_name -> shoal.v1.Stack
+	1,  // 31: shoal.v1.ListNodesRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
+	1,  // 32: shoal.v1.ListServicesRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
+	18, // 33: shoal.v1.ListServicesResponse.StatusesEntry.value:type_name -> shoal.v1.ServiceStatus
+	1,  // 34: shoal.v1.ListTasksRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
+	1,  // 35: shoal.v1.ListNetworksRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
+	0,  // 36: shoal.v1.Control.ListNodes:input_type -> shoal.v1.ListNodesRequest
+	3,  // 37: shoal.v1.Control.GetNode:input_type -> shoal.v1.GetNodeRequest
+	5,  // 38: shoal.v1.Control.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
+	7,  // 39: shoal.v1.Control.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
+	9,  // 40: shoal.v1.Control.GetCluster:input_type -> shoal.v1.GetClusterRequest
+	11, // 41: shoal.v1.Control.UpdateCluster:input_type -> shoal.v1.UpdateClusterRequest
+	13, // 42: shoal.v1.Control.CreateService:input_type -> shoal.v1.CreateServiceRequest
+	15, // 43: shoal.v1.Control.GetService:input_type -> shoal.v1.GetServiceRequest
+	17, // 44: shoal.v1.Control.ListServices:input_type -> shoal.v1.ListServicesRequest
+	20, // 45: shoal.v1.Control.UpdateService:input_type -> shoal.v1.UpdateServiceRequest
+	22, // 46: shoal.v1.Control.RemoveService:input_type -> shoal.v1.RemoveServiceRequest
+	24, // 47: shoal.v1.Control.ListTasks:input_type -> shoal.v1.ListTasksRequest
+	26, // 48: shoal.v1.Control.CreateNetwork:input_type -> shoal.v1.CreateNetworkRequest
+	28, // 49: shoal.v1.Control.GetNetwork:input_type -> shoal.v1.GetNetworkRequest
+	30, // 50: shoal.v1.Control.ListNetworks:input_type -> shoal.v1.ListNetworksRequest
+	32, // 51: shoal.v1.Control.RemoveNetwork:input_type -> shoal.v1.RemoveNetworkRequest
+	34, // 52: shoal.v1.Control.DeployStack:input_type -> shoal.v1.DeployStackRequest
+	36, // 53: shoal.v1.Control.GetStack:input_type -> shoal.v1.GetStackRequest
+	38, // 54: shoal.v1.Control.ListStacks:input_type -> shoal.v1.ListStacksRequest
+	40, // 55: shoal.v1.Control.RemoveStack:input_type -> shoal.v1.RemoveStackRequest
+	42, // 56: shoal.v1.Control.RollbackStack:input_type -> shoal.v1.RollbackStackRequest
+	2,  // 57: shoal.v1.Control.ListNodes:output_type -> shoal.v1.ListNodesResponse
+	4,  // 58: shoal.v1.Control.GetNode:output_type -> shoal.v1.GetNodeResponse
+	6,  // 59: shoal.v1.Control.UpdateNode:output_type -> shoal.v1.UpdateNodeResponse
+	8,  // 60: shoal.v1.Control.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	10, // 61: shoal.v1.Control.GetCluster:output_type -> shoal.v1.GetClusterResponse
+	12, // 62: shoal.v1.Control.UpdateCluster:output_type -> shoal.v1.UpdateClusterResponse
+	14, // 63: shoal.v1.Control.CreateService:output_type -> shoal.v1.CreateServiceResponse
+	16, // 64: shoal.v1.Control.GetService:output_type -> shoal.v1.GetServiceResponse
+	19, // 65: shoal.v1.Control.ListServices:output_type -> shoal.v1.ListServicesResponse
+	21, // 66: shoal.v1.Control.UpdateService:output_type -> shoal.v1.UpdateServiceResponse
+	23, // 67: shoal.v1.Control.RemoveService:output_type -> shoal.v1.RemoveServiceResponse
+	25, // 68: shoal.v1.Control.ListTasks:output_type -> shoal.v1.ListTasksResponse
+	27, // 69: shoal.v1.Control.CreateNetwork:output_type -> shoal.v1.CreateNetworkResponse
+	29, // 70: shoal.v1.Control.GetNetwork:output_type -> shoal.v1.GetNetworkResponse
+	31, // 71: shoal.v1.Control.ListNetworks:output_type -> shoal.v1.ListNetworksResponse
+	33, // 72: shoal.v1.Control.RemoveNetwork:output_type -> shoal.v1.RemoveNetworkResponse
+	35, // 73: shoal.v1.Control.DeployStack:output_type -> shoal.v1.DeployStackResponse
+	37, // 74: shoal.v1.Control.GetStack:output_type -> shoal.v1.GetStackResponse
+	39, // 75: shoal.v1.Control.ListStacks:output_type -> shoal.v1.ListStacksResponse
+	41, // 76: shoal.v1.Control.RemoveStack:output_type -> shoal.v1.RemoveStackResponse
+	43, // 77: shoal.v1.Control.RollbackStack:output_type -> shoal.v1.RollbackStackResponse
+	57, // [57:78] is the sub-list for method output_type
+	36, // [36:57] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -1592,13 +2511,15 @@ func file_control_proto_init() {
 	}
 	file_objects_proto_init()
 	file_services_proto_init()
+	file_networks_proto_init()
+	file_stacks_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,8 +32,13 @@ type InitRequest struct {
 	DispatcherHeartbeatNs int64                  `protobuf:"varint,4,opt,name=dispatcher_heartbeat_ns,json=dispatcherHeartbeatNs,proto3" json:"dispatcher_heartbeat_ns,omitempty"`
 	CertExpiryNs          int64                  `protobuf:"varint,5,opt,name=cert_expiry_ns,json=certExpiryNs,proto3" json:"cert_expiry_ns,omitempty"`
 	TaskHistoryLimit      int64                  `protobuf:"varint,6,opt,name=task_history_limit,json=taskHistoryLimit,proto3" json:"task_history_limit,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// default_addr_pool, subnet_size and data_path_port configure overlay
+	// networking (empty/0: 10.0.0.0/8, 24, 4789).
+	DefaultAddrPool []string `protobuf:"bytes,7,rep,name=default_addr_pool,json=defaultAddrPool,proto3" json:"default_addr_pool,omitempty"`
+	SubnetSize      uint32   `protobuf:"varint,8,opt,name=subnet_size,json=subnetSize,proto3" json:"subnet_size,omitempty"`
+	DataPathPort    uint32   `protobuf:"varint,9,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *InitRequest) Reset() {
@@ -104,6 +109,27 @@ func (x *InitRequest) GetCertExpiryNs() int64 {
 func (x *InitRequest) GetTaskHistoryLimit() int64 {
 	if x != nil {
 		return x.TaskHistoryLimit
+	}
+	return 0
+}
+
+func (x *InitRequest) GetDefaultAddrPool() []string {
+	if x != nil {
+		return x.DefaultAddrPool
+	}
+	return nil
+}
+
+func (x *InitRequest) GetSubnetSize() uint32 {
+	if x != nil {
+		return x.SubnetSize
+	}
+	return 0
+}
+
+func (x *InitRequest) GetDataPathPort() uint32 {
+	if x != nil {
+		return x.DataPathPort
 	}
 	return 0
 }
@@ -685,7 +711,7 @@ var File_daemon_proto protoreflect.FileDescriptor
 
 const file_daemon_proto_rawDesc = "" +
 	"\n" +
-	"\fdaemon.proto\x12\bshoal.v1\x1a\rcluster.proto\"\x8d\x02\n" +
+	"\fdaemon.proto\x12\bshoal.v1\x1a\rcluster.proto\"\x80\x03\n" +
 	"\vInitRequest\x12%\n" +
 	"\x0eadvertise_addr\x18\x01 \x01(\tR\radvertiseAddr\x12\x1f\n" +
 	"\vlisten_addr\x18\x02 \x01(\tR\n" +
@@ -693,7 +719,11 @@ const file_daemon_proto_rawDesc = "" +
 	"\x11force_new_cluster\x18\x03 \x01(\bR\x0fforceNewCluster\x126\n" +
 	"\x17dispatcher_heartbeat_ns\x18\x04 \x01(\x03R\x15dispatcherHeartbeatNs\x12$\n" +
 	"\x0ecert_expiry_ns\x18\x05 \x01(\x03R\fcertExpiryNs\x12,\n" +
-	"\x12task_history_limit\x18\x06 \x01(\x03R\x10taskHistoryLimit\"'\n" +
+	"\x12task_history_limit\x18\x06 \x01(\x03R\x10taskHistoryLimit\x12*\n" +
+	"\x11default_addr_pool\x18\a \x03(\tR\x0fdefaultAddrPool\x12\x1f\n" +
+	"\vsubnet_size\x18\b \x01(\rR\n" +
+	"subnetSize\x12$\n" +
+	"\x0edata_path_port\x18\t \x01(\rR\fdataPathPort\"'\n" +
 	"\fInitResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x8c\x01\n" +
 	"\vJoinRequest\x12\x1f\n" +

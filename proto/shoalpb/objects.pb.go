@@ -1219,7 +1219,8 @@ type Cluster struct {
 	// gossip_key is the memberlist encryption key (32 bytes).
 	GossipKey []byte `protobuf:"bytes,6,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
 	// removed_nodes are node IDs whose certificates are refused.
-	RemovedNodes  []string `protobuf:"bytes,7,rep,name=removed_nodes,json=removedNodes,proto3" json:"removed_nodes,omitempty"`
+	RemovedNodes  []string       `protobuf:"bytes,7,rep,name=removed_nodes,json=removedNodes,proto3" json:"removed_nodes,omitempty"`
+	NetworkConfig *NetworkConfig `protobuf:"bytes,8,opt,name=network_config,json=networkConfig,proto3" json:"network_config,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1301,6 +1302,77 @@ func (x *Cluster) GetRemovedNodes() []string {
 		return x.RemovedNodes
 	}
 	return nil
+}
+
+func (x *Cluster) GetNetworkConfig() *NetworkConfig {
+	if x != nil {
+		return x.NetworkConfig
+	}
+	return nil
+}
+
+// NetworkConfig is fixed when the cluster is made (swarm init).
+type NetworkConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// default_addr_pool subnets networks are carved from.
+	DefaultAddrPool []string `protobuf:"bytes,1,rep,name=default_addr_pool,json=defaultAddrPool,proto3" json:"default_addr_pool,omitempty"`
+	// subnet_size is the prefix length of carved subnets (default 24).
+	SubnetSize uint32 `protobuf:"varint,2,opt,name=subnet_size,json=subnetSize,proto3" json:"subnet_size,omitempty"`
+	// data_path_port is the VXLAN UDP port (default 4789).
+	DataPathPort  uint32 `protobuf:"varint,3,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkConfig) Reset() {
+	*x = NetworkConfig{}
+	mi := &file_objects_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkConfig) ProtoMessage() {}
+
+func (x *NetworkConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkConfig.ProtoReflect.Descriptor instead.
+func (*NetworkConfig) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *NetworkConfig) GetDefaultAddrPool() []string {
+	if x != nil {
+		return x.DefaultAddrPool
+	}
+	return nil
+}
+
+func (x *NetworkConfig) GetSubnetSize() uint32 {
+	if x != nil {
+		return x.SubnetSize
+	}
+	return 0
+}
+
+func (x *NetworkConfig) GetDataPathPort() uint32 {
+	if x != nil {
+		return x.DataPathPort
+	}
+	return 0
 }
 
 var File_objects_proto protoreflect.FileDescriptor
@@ -1390,7 +1462,7 @@ const file_objects_proto_rawDesc = "" +
 	"\x06RootCA\x12\x19\n" +
 	"\bcert_pem\x18\x01 \x01(\fR\acertPem\x12\x17\n" +
 	"\akey_pem\x18\x02 \x01(\fR\x06keyPem\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\tR\x06digest\"\x8e\x02\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\"\xce\x02\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12)\n" +
@@ -1400,7 +1472,13 @@ const file_objects_proto_rawDesc = "" +
 	"joinTokens\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12#\n" +
-	"\rremoved_nodes\x18\a \x03(\tR\fremovedNodes*7\n" +
+	"\rremoved_nodes\x18\a \x03(\tR\fremovedNodes\x12>\n" +
+	"\x0enetwork_config\x18\b \x01(\v2\x17.shoal.v1.NetworkConfigR\rnetworkConfig\"\x82\x01\n" +
+	"\rNetworkConfig\x12*\n" +
+	"\x11default_addr_pool\x18\x01 \x03(\tR\x0fdefaultAddrPool\x12\x1f\n" +
+	"\vsubnet_size\x18\x02 \x01(\rR\n" +
+	"subnetSize\x12$\n" +
+	"\x0edata_path_port\x18\x03 \x01(\rR\fdataPathPort*7\n" +
 	"\bNodeRole\x12\x14\n" +
 	"\x10NODE_ROLE_WORKER\x10\x00\x12\x15\n" +
 	"\x11NODE_ROLE_MANAGER\x10\x01*j\n" +
@@ -1431,7 +1509,7 @@ func file_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_objects_proto_goTypes = []any{
 	(NodeRole)(0),             // 0: shoal.v1.NodeRole
 	(NodeAvailability)(0),     // 1: shoal.v1.NodeAvailability
@@ -1454,17 +1532,18 @@ var file_objects_proto_goTypes = []any{
 	(*JoinTokens)(nil),        // 18: shoal.v1.JoinTokens
 	(*RootCA)(nil),            // 19: shoal.v1.RootCA
 	(*Cluster)(nil),           // 20: shoal.v1.Cluster
-	nil,                       // 21: shoal.v1.NodeSpec.LabelsEntry
-	nil,                       // 22: shoal.v1.NodeDescription.EngineLabelsEntry
-	nil,                       // 23: shoal.v1.ClusterSpec.LabelsEntry
+	(*NetworkConfig)(nil),     // 21: shoal.v1.NetworkConfig
+	nil,                       // 22: shoal.v1.NodeSpec.LabelsEntry
+	nil,                       // 23: shoal.v1.NodeDescription.EngineLabelsEntry
+	nil,                       // 24: shoal.v1.ClusterSpec.LabelsEntry
 }
 var file_objects_proto_depIdxs = []int32{
 	0,  // 0: shoal.v1.NodeSpec.desired_role:type_name -> shoal.v1.NodeRole
 	1,  // 1: shoal.v1.NodeSpec.availability:type_name -> shoal.v1.NodeAvailability
-	21, // 2: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
+	22, // 2: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
 	6,  // 3: shoal.v1.NodeDescription.platform:type_name -> shoal.v1.Platform
 	7,  // 4: shoal.v1.NodeDescription.resources:type_name -> shoal.v1.Resources
-	22, // 5: shoal.v1.NodeDescription.engine_labels:type_name -> shoal.v1.NodeDescription.EngineLabelsEntry
+	23, // 5: shoal.v1.NodeDescription.engine_labels:type_name -> shoal.v1.NodeDescription.EngineLabelsEntry
 	2,  // 6: shoal.v1.NodeStatus.state:type_name -> shoal.v1.NodeState
 	3,  // 7: shoal.v1.ManagerStatus.reachability:type_name -> shoal.v1.Reachability
 	0,  // 8: shoal.v1.NodeCertificate.role:type_name -> shoal.v1.NodeRole
@@ -1479,16 +1558,17 @@ var file_objects_proto_depIdxs = []int32{
 	14, // 17: shoal.v1.ClusterSpec.dispatcher:type_name -> shoal.v1.DispatcherSpec
 	15, // 18: shoal.v1.ClusterSpec.ca:type_name -> shoal.v1.CASpec
 	16, // 19: shoal.v1.ClusterSpec.orchestration:type_name -> shoal.v1.OrchestrationSpec
-	23, // 20: shoal.v1.ClusterSpec.labels:type_name -> shoal.v1.ClusterSpec.LabelsEntry
+	24, // 20: shoal.v1.ClusterSpec.labels:type_name -> shoal.v1.ClusterSpec.LabelsEntry
 	4,  // 21: shoal.v1.Cluster.meta:type_name -> shoal.v1.Meta
 	17, // 22: shoal.v1.Cluster.spec:type_name -> shoal.v1.ClusterSpec
 	19, // 23: shoal.v1.Cluster.root_ca:type_name -> shoal.v1.RootCA
 	18, // 24: shoal.v1.Cluster.join_tokens:type_name -> shoal.v1.JoinTokens
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	21, // 25: shoal.v1.Cluster.network_config:type_name -> shoal.v1.NetworkConfig
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -1502,7 +1582,7 @@ func file_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

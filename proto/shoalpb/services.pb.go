@@ -110,6 +110,353 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_services_proto_rawDescGZIP(), []int{0}
 }
 
+type UpdateConfig_FailureAction int32
+
+const (
+	UpdateConfig_FAILURE_ACTION_PAUSE    UpdateConfig_FailureAction = 0
+	UpdateConfig_FAILURE_ACTION_CONTINUE UpdateConfig_FailureAction = 1
+	UpdateConfig_FAILURE_ACTION_ROLLBACK UpdateConfig_FailureAction = 2
+)
+
+// Enum value maps for UpdateConfig_FailureAction.
+var (
+	UpdateConfig_FailureAction_name = map[int32]string{
+		0: "FAILURE_ACTION_PAUSE",
+		1: "FAILURE_ACTION_CONTINUE",
+		2: "FAILURE_ACTION_ROLLBACK",
+	}
+	UpdateConfig_FailureAction_value = map[string]int32{
+		"FAILURE_ACTION_PAUSE":    0,
+		"FAILURE_ACTION_CONTINUE": 1,
+		"FAILURE_ACTION_ROLLBACK": 2,
+	}
+)
+
+func (x UpdateConfig_FailureAction) Enum() *UpdateConfig_FailureAction {
+	p := new(UpdateConfig_FailureAction)
+	*p = x
+	return p
+}
+
+func (x UpdateConfig_FailureAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateConfig_FailureAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_services_proto_enumTypes[1].Descriptor()
+}
+
+func (UpdateConfig_FailureAction) Type() protoreflect.EnumType {
+	return &file_services_proto_enumTypes[1]
+}
+
+func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
+func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{1, 0}
+}
+
+type UpdateConfig_Order int32
+
+const (
+	UpdateConfig_ORDER_STOP_FIRST  UpdateConfig_Order = 0
+	UpdateConfig_ORDER_START_FIRST UpdateConfig_Order = 1
+)
+
+// Enum value maps for UpdateConfig_Order.
+var (
+	UpdateConfig_Order_name = map[int32]string{
+		0: "ORDER_STOP_FIRST",
+		1: "ORDER_START_FIRST",
+	}
+	UpdateConfig_Order_value = map[string]int32{
+		"ORDER_STOP_FIRST":  0,
+		"ORDER_START_FIRST": 1,
+	}
+)
+
+func (x UpdateConfig_Order) Enum() *UpdateConfig_Order {
+	p := new(UpdateConfig_Order)
+	*p = x
+	return p
+}
+
+func (x UpdateConfig_Order) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateConfig_Order) Descriptor() protoreflect.EnumDescriptor {
+	return file_services_proto_enumTypes[2].Descriptor()
+}
+
+func (UpdateConfig_Order) Type() protoreflect.EnumType {
+	return &file_services_proto_enumTypes[2]
+}
+
+func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateConfig_Order.Descriptor instead.
+func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{1, 1}
+}
+
+type UpdateStatus_State int32
+
+const (
+	UpdateStatus_STATE_UNKNOWN            UpdateStatus_State = 0
+	UpdateStatus_STATE_UPDATING           UpdateStatus_State = 1
+	UpdateStatus_STATE_PAUSED             UpdateStatus_State = 2
+	UpdateStatus_STATE_COMPLETED          UpdateStatus_State = 3
+	UpdateStatus_STATE_ROLLBACK_STARTED   UpdateStatus_State = 4
+	UpdateStatus_STATE_ROLLBACK_PAUSED    UpdateStatus_State = 5
+	UpdateStatus_STATE_ROLLBACK_COMPLETED UpdateStatus_State = 6
+)
+
+// Enum value maps for UpdateStatus_State.
+var (
+	UpdateStatus_State_name = map[int32]string{
+		0: "STATE_UNKNOWN",
+		1: "STATE_UPDATING",
+		2: "STATE_PAUSED",
+		3: "STATE_COMPLETED",
+		4: "STATE_ROLLBACK_STARTED",
+		5: "STATE_ROLLBACK_PAUSED",
+		6: "STATE_ROLLBACK_COMPLETED",
+	}
+	UpdateStatus_State_value = map[string]int32{
+		"STATE_UNKNOWN":            0,
+		"STATE_UPDATING":           1,
+		"STATE_PAUSED":             2,
+		"STATE_COMPLETED":          3,
+		"STATE_ROLLBACK_STARTED":   4,
+		"STATE_ROLLBACK_PAUSED":    5,
+		"STATE_ROLLBACK_COMPLETED": 6,
+	}
+)
+
+func (x UpdateStatus_State) Enum() *UpdateStatus_State {
+	p := new(UpdateStatus_State)
+	*p = x
+	return p
+}
+
+func (x UpdateStatus_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateStatus_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_services_proto_enumTypes[3].Descriptor()
+}
+
+func (UpdateStatus_State) Type() protoreflect.EnumType {
+	return &file_services_proto_enumTypes[3]
+}
+
+func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateStatus_State.Descriptor instead.
+func (UpdateStatus_State) EnumDescriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{2, 0}
+}
+
+type ServiceDependency_Condition int32
+
+const (
+	// STARTED: the dependency's tasks are running.
+	ServiceDependency_CONDITION_STARTED ServiceDependency_Condition = 0
+	// HEALTHY: running and healthy (a running task with a health check is
+	// healthy, as tasks only report RUNNING once their check passes).
+	ServiceDependency_CONDITION_HEALTHY ServiceDependency_Condition = 1
+	// COMPLETED_SUCCESSFULLY: a job whose tasks completed.
+	ServiceDependency_CONDITION_COMPLETED_SUCCESSFULLY ServiceDependency_Condition = 2
+)
+
+// Enum value maps for ServiceDependency_Condition.
+var (
+	ServiceDependency_Condition_name = map[int32]string{
+		0: "CONDITION_STARTED",
+		1: "CONDITION_HEALTHY",
+		2: "CONDITION_COMPLETED_SUCCESSFULLY",
+	}
+	ServiceDependency_Condition_value = map[string]int32{
+		"CONDITION_STARTED":                0,
+		"CONDITION_HEALTHY":                1,
+		"CONDITION_COMPLETED_SUCCESSFULLY": 2,
+	}
+)
+
+func (x ServiceDependency_Condition) Enum() *ServiceDependency_Condition {
+	p := new(ServiceDependency_Condition)
+	*p = x
+	return p
+}
+
+func (x ServiceDependency_Condition) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ServiceDependency_Condition) Descriptor() protoreflect.EnumDescriptor {
+	return file_services_proto_enumTypes[4].Descriptor()
+}
+
+func (ServiceDependency_Condition) Type() protoreflect.EnumType {
+	return &file_services_proto_enumTypes[4]
+}
+
+func (x ServiceDependency_Condition) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ServiceDependency_Condition.Descriptor instead.
+func (ServiceDependency_Condition) EnumDescriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{3, 0}
+}
+
+type EndpointSpec_Mode int32
+
+const (
+	EndpointSpec_MODE_VIP   EndpointSpec_Mode = 0
+	EndpointSpec_MODE_DNSRR EndpointSpec_Mode = 1
+)
+
+// Enum value maps for EndpointSpec_Mode.
+var (
+	EndpointSpec_Mode_name = map[int32]string{
+		0: "MODE_VIP",
+		1: "MODE_DNSRR",
+	}
+	EndpointSpec_Mode_value = map[string]int32{
+		"MODE_VIP":   0,
+		"MODE_DNSRR": 1,
+	}
+)
+
+func (x EndpointSpec_Mode) Enum() *EndpointSpec_Mode {
+	p := new(EndpointSpec_Mode)
+	*p = x
+	return p
+}
+
+func (x EndpointSpec_Mode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndpointSpec_Mode) Descriptor() protoreflect.EnumDescriptor {
+	return file_services_proto_enumTypes[5].Descriptor()
+}
+
+func (EndpointSpec_Mode) Type() protoreflect.EnumType {
+	return &file_services_proto_enumTypes[5]
+}
+
+func (x EndpointSpec_Mode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndpointSpec_Mode.Descriptor instead.
+func (EndpointSpec_Mode) EnumDescriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{4, 0}
+}
+
+type PortConfig_Protocol int32
+
+const (
+	PortConfig_PROTOCOL_TCP PortConfig_Protocol = 0
+	PortConfig_PROTOCOL_UDP PortConfig_Protocol = 1
+)
+
+// Enum value maps for PortConfig_Protocol.
+var (
+	PortConfig_Protocol_name = map[int32]string{
+		0: "PROTOCOL_TCP",
+		1: "PROTOCOL_UDP",
+	}
+	PortConfig_Protocol_value = map[string]int32{
+		"PROTOCOL_TCP": 0,
+		"PROTOCOL_UDP": 1,
+	}
+)
+
+func (x PortConfig_Protocol) Enum() *PortConfig_Protocol {
+	p := new(PortConfig_Protocol)
+	*p = x
+	return p
+}
+
+func (x PortConfig_Protocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_Protocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_services_proto_enumTypes[6].Descriptor()
+}
+
+func (PortConfig_Protocol) Type() protoreflect.EnumType {
+	return &file_services_proto_enumTypes[6]
+}
+
+func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_Protocol.Descriptor instead.
+func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{5, 0}
+}
+
+type PortConfig_PublishMode int32
+
+const (
+	PortConfig_PUBLISH_MODE_INGRESS PortConfig_PublishMode = 0
+	PortConfig_PUBLISH_MODE_HOST    PortConfig_PublishMode = 1
+)
+
+// Enum value maps for PortConfig_PublishMode.
+var (
+	PortConfig_PublishMode_name = map[int32]string{
+		0: "PUBLISH_MODE_INGRESS",
+		1: "PUBLISH_MODE_HOST",
+	}
+	PortConfig_PublishMode_value = map[string]int32{
+		"PUBLISH_MODE_INGRESS": 0,
+		"PUBLISH_MODE_HOST":    1,
+	}
+)
+
+func (x PortConfig_PublishMode) Enum() *PortConfig_PublishMode {
+	p := new(PortConfig_PublishMode)
+	*p = x
+	return p
+}
+
+func (x PortConfig_PublishMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PortConfig_PublishMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_services_proto_enumTypes[7].Descriptor()
+}
+
+func (PortConfig_PublishMode) Type() protoreflect.EnumType {
+	return &file_services_proto_enumTypes[7]
+}
+
+func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PortConfig_PublishMode.Descriptor instead.
+func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{5, 1}
+}
+
 type Mount_Type int32
 
 const (
@@ -143,11 +490,11 @@ func (x Mount_Type) String() string {
 }
 
 func (Mount_Type) Descriptor() protoreflect.EnumDescriptor {
-	return file_services_proto_enumTypes[1].Descriptor()
+	return file_services_proto_enumTypes[8].Descriptor()
 }
 
 func (Mount_Type) Type() protoreflect.EnumType {
-	return &file_services_proto_enumTypes[1]
+	return &file_services_proto_enumTypes[8]
 }
 
 func (x Mount_Type) Number() protoreflect.EnumNumber {
@@ -156,7 +503,7 @@ func (x Mount_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Mount_Type.Descriptor instead.
 func (Mount_Type) EnumDescriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{7, 0}
+	return file_services_proto_rawDescGZIP(), []int{16, 0}
 }
 
 type RestartPolicy_Condition int32
@@ -192,11 +539,11 @@ func (x RestartPolicy_Condition) String() string {
 }
 
 func (RestartPolicy_Condition) Descriptor() protoreflect.EnumDescriptor {
-	return file_services_proto_enumTypes[2].Descriptor()
+	return file_services_proto_enumTypes[9].Descriptor()
 }
 
 func (RestartPolicy_Condition) Type() protoreflect.EnumType {
-	return &file_services_proto_enumTypes[2]
+	return &file_services_proto_enumTypes[9]
 }
 
 func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
@@ -205,7 +552,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{10, 0}
+	return file_services_proto_rawDescGZIP(), []int{19, 0}
 }
 
 type ServiceSpec struct {
@@ -219,7 +566,16 @@ type ServiceSpec struct {
 	//	*ServiceSpec_Global
 	//	*ServiceSpec_ReplicatedJob
 	//	*ServiceSpec_GlobalJob
-	Mode          isServiceSpec_Mode `protobuf_oneof:"mode"`
+	Mode isServiceSpec_Mode `protobuf_oneof:"mode"`
+	// update says how a change of the task spec is rolled out; rollback how
+	// a rollback is. Unset: docker's defaults (one task at a time, no delay,
+	// pause on failure, 5 s monitor, stop-first, 2 min task timeout).
+	Update   *UpdateConfig `protobuf:"bytes,8,opt,name=update,proto3" json:"update,omitempty"`
+	Rollback *UpdateConfig `protobuf:"bytes,9,opt,name=rollback,proto3" json:"rollback,omitempty"`
+	Endpoint *EndpointSpec `protobuf:"bytes,10,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// depends_on names services (by name) whose tasks must be running before
+	// this service's first tasks are made (compose's depends_on).
+	DependsOn     []*ServiceDependency `protobuf:"bytes,11,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,6 +674,34 @@ func (x *ServiceSpec) GetGlobalJob() *GlobalJob {
 	return nil
 }
 
+func (x *ServiceSpec) GetUpdate() *UpdateConfig {
+	if x != nil {
+		return x.Update
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetRollback() *UpdateConfig {
+	if x != nil {
+		return x.Rollback
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetEndpoint() *EndpointSpec {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetDependsOn() []*ServiceDependency {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
 type isServiceSpec_Mode interface {
 	isServiceSpec_Mode()
 }
@@ -346,6 +730,631 @@ func (*ServiceSpec_ReplicatedJob) isServiceSpec_Mode() {}
 
 func (*ServiceSpec_GlobalJob) isServiceSpec_Mode() {}
 
+type UpdateConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// parallelism is how many tasks are updated at once (0: all at once).
+	Parallelism uint64 `protobuf:"varint,1,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	// delay_ns between updating one batch and the next.
+	DelayNs       int64                      `protobuf:"varint,2,opt,name=delay_ns,json=delayNs,proto3" json:"delay_ns,omitempty"`
+	FailureAction UpdateConfig_FailureAction `protobuf:"varint,3,opt,name=failure_action,json=failureAction,proto3,enum=shoal.v1.UpdateConfig_FailureAction" json:"failure_action,omitempty"`
+	// monitor_ns: how long after an updated task starts its failure still
+	// counts against the update (unset: 5 s).
+	MonitorNs *int64 `protobuf:"varint,4,opt,name=monitor_ns,json=monitorNs,proto3,oneof" json:"monitor_ns,omitempty"`
+	// max_failure_ratio of updated tasks that may fail before the failure
+	// action is taken.
+	MaxFailureRatio float32            `protobuf:"fixed32,5,opt,name=max_failure_ratio,json=maxFailureRatio,proto3" json:"max_failure_ratio,omitempty"`
+	Order           UpdateConfig_Order `protobuf:"varint,6,opt,name=order,proto3,enum=shoal.v1.UpdateConfig_Order" json:"order,omitempty"`
+	// task_timeout_ns: an updated task that is not running (and healthy,
+	// when it has a health check) this long after it was made counts as
+	// failed (unset: 2 min), so no update waits forever.
+	TaskTimeoutNs *int64 `protobuf:"varint,7,opt,name=task_timeout_ns,json=taskTimeoutNs,proto3,oneof" json:"task_timeout_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateConfig) Reset() {
+	*x = UpdateConfig{}
+	mi := &file_services_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateConfig) ProtoMessage() {}
+
+func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_services_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
+func (*UpdateConfig) Descriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UpdateConfig) GetParallelism() uint64 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetDelayNs() int64 {
+	if x != nil {
+		return x.DelayNs
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetFailureAction() UpdateConfig_FailureAction {
+	if x != nil {
+		return x.FailureAction
+	}
+	return UpdateConfig_FAILURE_ACTION_PAUSE
+}
+
+func (x *UpdateConfig) GetMonitorNs() int64 {
+	if x != nil && x.MonitorNs != nil {
+		return *x.MonitorNs
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetMaxFailureRatio() float32 {
+	if x != nil {
+		return x.MaxFailureRatio
+	}
+	return 0
+}
+
+func (x *UpdateConfig) GetOrder() UpdateConfig_Order {
+	if x != nil {
+		return x.Order
+	}
+	return UpdateConfig_ORDER_STOP_FIRST
+}
+
+func (x *UpdateConfig) GetTaskTimeoutNs() int64 {
+	if x != nil && x.TaskTimeoutNs != nil {
+		return *x.TaskTimeoutNs
+	}
+	return 0
+}
+
+// UpdateStatus is the progress of a service's rolling update or rollback.
+type UpdateStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         UpdateStatus_State     `protobuf:"varint,1,opt,name=state,proto3,enum=shoal.v1.UpdateStatus_State" json:"state,omitempty"`
+	StartedAt     int64                  `protobuf:"varint,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	CompletedAt   int64                  `protobuf:"varint,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateStatus) Reset() {
+	*x = UpdateStatus{}
+	mi := &file_services_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateStatus) ProtoMessage() {}
+
+func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_services_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
+func (*UpdateStatus) Descriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpdateStatus) GetState() UpdateStatus_State {
+	if x != nil {
+		return x.State
+	}
+	return UpdateStatus_STATE_UNKNOWN
+}
+
+func (x *UpdateStatus) GetStartedAt() int64 {
+	if x != nil {
+		return x.StartedAt
+	}
+	return 0
+}
+
+func (x *UpdateStatus) GetCompletedAt() int64 {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return 0
+}
+
+func (x *UpdateStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type ServiceDependency struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// service is the name of the service depended on.
+	Service       string                      `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Condition     ServiceDependency_Condition `protobuf:"varint,2,opt,name=condition,proto3,enum=shoal.v1.ServiceDependency_Condition" json:"condition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceDependency) Reset() {
+	*x = ServiceDependency{}
+	mi := &file_services_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceDependency) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceDependency) ProtoMessage() {}
+
+func (x *ServiceDependency) ProtoReflect() protoreflect.Message {
+	mi := &file_services_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceDependency.ProtoReflect.Descriptor instead.
+func (*ServiceDependency) Descriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ServiceDependency) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServiceDependency) GetCondition() ServiceDependency_Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return ServiceDependency_CONDITION_STARTED
+}
+
+type EndpointSpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mode          EndpointSpec_Mode      `protobuf:"varint,1,opt,name=mode,proto3,enum=shoal.v1.EndpointSpec_Mode" json:"mode,omitempty"`
+	Ports         []*PortConfig          `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointSpec) Reset() {
+	*x = EndpointSpec{}
+	mi := &file_services_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointSpec) ProtoMessage() {}
+
+func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_services_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
+func (*EndpointSpec) Descriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EndpointSpec) GetMode() EndpointSpec_Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return EndpointSpec_MODE_VIP
+}
+
+func (x *EndpointSpec) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+type PortConfig struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Protocol   PortConfig_Protocol    `protobuf:"varint,2,opt,name=protocol,proto3,enum=shoal.v1.PortConfig_Protocol" json:"protocol,omitempty"`
+	TargetPort uint32                 `protobuf:"varint,3,opt,name=target_port,json=targetPort,proto3" json:"target_port,omitempty"`
+	// published_port 0 asks the managers to assign one (30000-32767).
+	PublishedPort uint32                 `protobuf:"varint,4,opt,name=published_port,json=publishedPort,proto3" json:"published_port,omitempty"`
+	PublishMode   PortConfig_PublishMode `protobuf:"varint,5,opt,name=publish_mode,json=publishMode,proto3,enum=shoal.v1.PortConfig_PublishMode" json:"publish_mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortConfig) Reset() {
+	*x = PortConfig{}
+	mi := &file_services_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortConfig) ProtoMessage() {}
+
+func (x *PortConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_services_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
+func (*PortConfig) Descriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PortConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PortConfig) GetProtocol() PortConfig_Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return PortConfig_PROTOCOL_TCP
+}
+
+func (x *PortConfig) GetTargetPort() uint32 {
+	if x != nil {
+		return x.TargetPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishedPort() uint32 {
+	if x != nil {
+		return x.PublishedPort
+	}
+	return 0
+}
+
+func (x *PortConfig) GetPublishMode() PortConfig_PublishMode {
+	if x != nil {
+		return x.PublishMode
+	}
+	return PortConfig_PUBLISH_MODE_INGRESS
+}
+
+// NetworkAttachmentConfig asks for a service's tasks to join a network.
+type NetworkAttachmentConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// target is the network's ID (names are resolved when the spec is
+	// accepted).
+	Target        string   `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Aliases       []string `protobuf:"bytes,2,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkAttachmentConfig) Reset() {
+	*x = NetworkAttachmentConfig{}
+	mi := &file_services_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkAttachmentConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkAttachmentConfig) ProtoMessage() {}
+
+func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_services_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
+func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *NetworkAttachmentConfig) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *NetworkAttachmentConfig) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+// Endpoint is what the managers allocated for a service's endpoint spec.
+type Endpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *EndpointSpec          `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// ports are the spec's ports with published ports assigned.
+	Ports         []*PortConfig `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
+	VirtualIps    []*VirtualIP  `protobuf:"bytes,3,rep,name=virtual_ips,json=virtualIps,proto3" json:"virtual_ips,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Endpoint) Reset() {
+	*x = Endpoint{}
+	mi := &file_services_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Endpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Endpoint) ProtoMessage() {}
+
+func (x *Endpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_services_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
+func (*Endpoint) Descriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Endpoint) GetSpec() *EndpointSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Endpoint) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *Endpoint) GetVirtualIps() []*VirtualIP {
+	if x != nil {
+		return x.VirtualIps
+	}
+	return nil
+}
+
+type VirtualIP struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	// addr is the VIP with the network's prefix length, e.g. 10.0.1.2/24.
+	Addr          string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VirtualIP) Reset() {
+	*x = VirtualIP{}
+	mi := &file_services_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VirtualIP) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VirtualIP) ProtoMessage() {}
+
+func (x *VirtualIP) ProtoReflect() protoreflect.Message {
+	mi := &file_services_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VirtualIP.ProtoReflect.Descriptor instead.
+func (*VirtualIP) Descriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *VirtualIP) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *VirtualIP) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+// NetworkAttachment is a task's place on one network.
+type NetworkAttachment struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	Vni       uint32                 `protobuf:"varint,2,opt,name=vni,proto3" json:"vni,omitempty"`
+	// subnet and gateway of the network, copied for the node's use.
+	Subnet  string `protobuf:"bytes,3,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	Gateway string `protobuf:"bytes,4,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// addresses of the task with the prefix length (10.0.1.7/24).
+	Addresses     []string `protobuf:"bytes,5,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	Mac           string   `protobuf:"bytes,6,opt,name=mac,proto3" json:"mac,omitempty"`
+	Aliases       []string `protobuf:"bytes,7,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	NetworkName   string   `protobuf:"bytes,8,opt,name=network_name,json=networkName,proto3" json:"network_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkAttachment) Reset() {
+	*x = NetworkAttachment{}
+	mi := &file_services_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkAttachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkAttachment) ProtoMessage() {}
+
+func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
+	mi := &file_services_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
+func (*NetworkAttachment) Descriptor() ([]byte, []int) {
+	return file_services_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *NetworkAttachment) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *NetworkAttachment) GetVni() uint32 {
+	if x != nil {
+		return x.Vni
+	}
+	return 0
+}
+
+func (x *NetworkAttachment) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NetworkAttachment) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *NetworkAttachment) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *NetworkAttachment) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *NetworkAttachment) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *NetworkAttachment) GetNetworkName() string {
+	if x != nil {
+		return x.NetworkName
+	}
+	return ""
+}
+
 type ReplicatedService struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Replicas      uint64                 `protobuf:"varint,1,opt,name=replicas,proto3" json:"replicas,omitempty"`
@@ -355,7 +1364,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_services_proto_msgTypes[1]
+	mi := &file_services_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +1376,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[1]
+	mi := &file_services_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +1389,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{1}
+	return file_services_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReplicatedService) GetReplicas() uint64 {
@@ -398,7 +1407,7 @@ type GlobalService struct {
 
 func (x *GlobalService) Reset() {
 	*x = GlobalService{}
-	mi := &file_services_proto_msgTypes[2]
+	mi := &file_services_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +1419,7 @@ func (x *GlobalService) String() string {
 func (*GlobalService) ProtoMessage() {}
 
 func (x *GlobalService) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[2]
+	mi := &file_services_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +1432,7 @@ func (x *GlobalService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
 func (*GlobalService) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{2}
+	return file_services_proto_rawDescGZIP(), []int{11}
 }
 
 type ReplicatedJob struct {
@@ -438,7 +1447,7 @@ type ReplicatedJob struct {
 
 func (x *ReplicatedJob) Reset() {
 	*x = ReplicatedJob{}
-	mi := &file_services_proto_msgTypes[3]
+	mi := &file_services_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +1459,7 @@ func (x *ReplicatedJob) String() string {
 func (*ReplicatedJob) ProtoMessage() {}
 
 func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[3]
+	mi := &file_services_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +1472,7 @@ func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedJob.ProtoReflect.Descriptor instead.
 func (*ReplicatedJob) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{3}
+	return file_services_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReplicatedJob) GetMaxConcurrent() uint64 {
@@ -488,7 +1497,7 @@ type GlobalJob struct {
 
 func (x *GlobalJob) Reset() {
 	*x = GlobalJob{}
-	mi := &file_services_proto_msgTypes[4]
+	mi := &file_services_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +1509,7 @@ func (x *GlobalJob) String() string {
 func (*GlobalJob) ProtoMessage() {}
 
 func (x *GlobalJob) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[4]
+	mi := &file_services_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +1522,7 @@ func (x *GlobalJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalJob.ProtoReflect.Descriptor instead.
 func (*GlobalJob) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{4}
+	return file_services_proto_rawDescGZIP(), []int{13}
 }
 
 type TaskSpec struct {
@@ -523,14 +1532,15 @@ type TaskSpec struct {
 	Restart   *RestartPolicy         `protobuf:"bytes,3,opt,name=restart,proto3" json:"restart,omitempty"`
 	Placement *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
 	// force_update changes to redeploy every task without another change.
-	ForceUpdate   uint64 `protobuf:"varint,5,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
+	ForceUpdate   uint64                     `protobuf:"varint,5,opt,name=force_update,json=forceUpdate,proto3" json:"force_update,omitempty"`
+	Networks      []*NetworkAttachmentConfig `protobuf:"bytes,6,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_services_proto_msgTypes[5]
+	mi := &file_services_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +1552,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[5]
+	mi := &file_services_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +1565,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{5}
+	return file_services_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -593,6 +1603,13 @@ func (x *TaskSpec) GetForceUpdate() uint64 {
 	return 0
 }
 
+func (x *TaskSpec) GetNetworks() []*NetworkAttachmentConfig {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
 type ContainerSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Image string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
@@ -619,7 +1636,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_services_proto_msgTypes[6]
+	mi := &file_services_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +1648,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[6]
+	mi := &file_services_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +1661,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{6}
+	return file_services_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -753,7 +1770,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_services_proto_msgTypes[7]
+	mi := &file_services_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +1782,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[7]
+	mi := &file_services_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +1795,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{7}
+	return file_services_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Mount) GetType() Mount_Type {
@@ -872,7 +1889,7 @@ type HealthConfig struct {
 
 func (x *HealthConfig) Reset() {
 	*x = HealthConfig{}
-	mi := &file_services_proto_msgTypes[8]
+	mi := &file_services_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1901,7 @@ func (x *HealthConfig) String() string {
 func (*HealthConfig) ProtoMessage() {}
 
 func (x *HealthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[8]
+	mi := &file_services_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1914,7 @@ func (x *HealthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
 func (*HealthConfig) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{8}
+	return file_services_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HealthConfig) GetTest() []string {
@@ -945,7 +1962,7 @@ type ResourceRequirements struct {
 
 func (x *ResourceRequirements) Reset() {
 	*x = ResourceRequirements{}
-	mi := &file_services_proto_msgTypes[9]
+	mi := &file_services_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1974,7 @@ func (x *ResourceRequirements) String() string {
 func (*ResourceRequirements) ProtoMessage() {}
 
 func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[9]
+	mi := &file_services_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1987,7 @@ func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRequirements.ProtoReflect.Descriptor instead.
 func (*ResourceRequirements) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{9}
+	return file_services_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResourceRequirements) GetLimits() *Resources {
@@ -1001,7 +2018,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_services_proto_msgTypes[10]
+	mi := &file_services_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +2030,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[10]
+	mi := &file_services_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +2043,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{10}
+	return file_services_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1071,7 +2088,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_services_proto_msgTypes[11]
+	mi := &file_services_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +2100,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[11]
+	mi := &file_services_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +2113,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{11}
+	return file_services_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1130,7 +2147,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_services_proto_msgTypes[12]
+	mi := &file_services_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +2159,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[12]
+	mi := &file_services_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +2172,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{12}
+	return file_services_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PlacementPreference) GetSpreadDescriptor() string {
@@ -1176,7 +2193,7 @@ type JobStatus struct {
 
 func (x *JobStatus) Reset() {
 	*x = JobStatus{}
-	mi := &file_services_proto_msgTypes[13]
+	mi := &file_services_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +2205,7 @@ func (x *JobStatus) String() string {
 func (*JobStatus) ProtoMessage() {}
 
 func (x *JobStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[13]
+	mi := &file_services_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +2218,7 @@ func (x *JobStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
 func (*JobStatus) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{13}
+	return file_services_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobStatus) GetJobIteration() uint64 {
@@ -1225,16 +2242,20 @@ type Service struct {
 	Spec  *ServiceSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
 	// spec_version is bumped on every spec change; tasks record the one
 	// they were made from.
-	SpecVersion   uint64       `protobuf:"varint,4,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
-	PreviousSpec  *ServiceSpec `protobuf:"bytes,5,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
-	JobStatus     *JobStatus   `protobuf:"bytes,6,opt,name=job_status,json=jobStatus,proto3" json:"job_status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SpecVersion  uint64        `protobuf:"varint,4,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
+	PreviousSpec *ServiceSpec  `protobuf:"bytes,5,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
+	JobStatus    *JobStatus    `protobuf:"bytes,6,opt,name=job_status,json=jobStatus,proto3" json:"job_status,omitempty"`
+	UpdateStatus *UpdateStatus `protobuf:"bytes,7,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
+	Endpoint     *Endpoint     `protobuf:"bytes,8,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// previous_spec_version is the spec_version previous_spec had.
+	PreviousSpecVersion uint64 `protobuf:"varint,9,opt,name=previous_spec_version,json=previousSpecVersion,proto3" json:"previous_spec_version,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_services_proto_msgTypes[14]
+	mi := &file_services_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +2267,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[14]
+	mi := &file_services_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +2280,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{14}
+	return file_services_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Service) GetId() string {
@@ -1304,6 +2325,27 @@ func (x *Service) GetJobStatus() *JobStatus {
 	return nil
 }
 
+func (x *Service) GetUpdateStatus() *UpdateStatus {
+	if x != nil {
+		return x.UpdateStatus
+	}
+	return nil
+}
+
+func (x *Service) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *Service) GetPreviousSpecVersion() uint64 {
+	if x != nil {
+		return x.PreviousSpecVersion
+	}
+	return 0
+}
+
 type ContainerStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -1315,7 +2357,7 @@ type ContainerStatus struct {
 
 func (x *ContainerStatus) Reset() {
 	*x = ContainerStatus{}
-	mi := &file_services_proto_msgTypes[15]
+	mi := &file_services_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +2369,7 @@ func (x *ContainerStatus) String() string {
 func (*ContainerStatus) ProtoMessage() {}
 
 func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[15]
+	mi := &file_services_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +2382,7 @@ func (x *ContainerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerStatus.ProtoReflect.Descriptor instead.
 func (*ContainerStatus) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{15}
+	return file_services_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ContainerStatus) GetContainerId() string {
@@ -1380,7 +2422,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_services_proto_msgTypes[16]
+	mi := &file_services_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +2434,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[16]
+	mi := &file_services_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +2447,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{16}
+	return file_services_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TaskStatus) GetTimestamp() int64 {
@@ -1459,14 +2501,18 @@ type Task struct {
 	Status       *TaskStatus `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
 	DesiredState TaskState   `protobuf:"varint,10,opt,name=desired_state,json=desiredState,proto3,enum=shoal.v1.TaskState" json:"desired_state,omitempty"`
 	// job_iteration of the job run this task belongs to.
-	JobIteration  uint64 `protobuf:"varint,11,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	JobIteration uint64 `protobuf:"varint,11,opt,name=job_iteration,json=jobIteration,proto3" json:"job_iteration,omitempty"`
+	// networks are the task's allocated attachments (set before PENDING).
+	Networks []*NetworkAttachment `protobuf:"bytes,12,rep,name=networks,proto3" json:"networks,omitempty"`
+	// endpoint is the service's allocated endpoint when the task was made.
+	Endpoint      *Endpoint `protobuf:"bytes,13,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_services_proto_msgTypes[17]
+	mi := &file_services_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +2524,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_services_proto_msgTypes[17]
+	mi := &file_services_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +2537,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_services_proto_rawDescGZIP(), []int{17}
+	return file_services_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Task) GetId() string {
@@ -1571,11 +2617,25 @@ func (x *Task) GetJobIteration() uint64 {
 	return 0
 }
 
+func (x *Task) GetNetworks() []*NetworkAttachment {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+func (x *Task) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
 var File_services_proto protoreflect.FileDescriptor
 
 const file_services_proto_rawDesc = "" +
 	"\n" +
-	"\x0eservices.proto\x12\bshoal.v1\x1a\robjects.proto\"\xb1\x03\n" +
+	"\x0eservices.proto\x12\bshoal.v1\x1a\robjects.proto\"\x85\x05\n" +
 	"\vServiceSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x06labels\x18\x02 \x03(\v2!.shoal.v1.ServiceSpec.LabelsEntryR\x06labels\x12&\n" +
@@ -1586,24 +2646,113 @@ const file_services_proto_rawDesc = "" +
 	"\x06global\x18\x05 \x01(\v2\x17.shoal.v1.GlobalServiceH\x00R\x06global\x12@\n" +
 	"\x0ereplicated_job\x18\x06 \x01(\v2\x17.shoal.v1.ReplicatedJobH\x00R\rreplicatedJob\x124\n" +
 	"\n" +
-	"global_job\x18\a \x01(\v2\x13.shoal.v1.GlobalJobH\x00R\tglobalJob\x1a9\n" +
+	"global_job\x18\a \x01(\v2\x13.shoal.v1.GlobalJobH\x00R\tglobalJob\x12.\n" +
+	"\x06update\x18\b \x01(\v2\x16.shoal.v1.UpdateConfigR\x06update\x122\n" +
+	"\brollback\x18\t \x01(\v2\x16.shoal.v1.UpdateConfigR\brollback\x122\n" +
+	"\bendpoint\x18\n" +
+	" \x01(\v2\x16.shoal.v1.EndpointSpecR\bendpoint\x12:\n" +
+	"\n" +
+	"depends_on\x18\v \x03(\v2\x1b.shoal.v1.ServiceDependencyR\tdependsOn\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
-	"\x04mode\"/\n" +
+	"\x04mode\"\x87\x04\n" +
+	"\fUpdateConfig\x12 \n" +
+	"\vparallelism\x18\x01 \x01(\x04R\vparallelism\x12\x19\n" +
+	"\bdelay_ns\x18\x02 \x01(\x03R\adelayNs\x12K\n" +
+	"\x0efailure_action\x18\x03 \x01(\x0e2$.shoal.v1.UpdateConfig.FailureActionR\rfailureAction\x12\"\n" +
+	"\n" +
+	"monitor_ns\x18\x04 \x01(\x03H\x00R\tmonitorNs\x88\x01\x01\x12*\n" +
+	"\x11max_failure_ratio\x18\x05 \x01(\x02R\x0fmaxFailureRatio\x122\n" +
+	"\x05order\x18\x06 \x01(\x0e2\x1c.shoal.v1.UpdateConfig.OrderR\x05order\x12+\n" +
+	"\x0ftask_timeout_ns\x18\a \x01(\x03H\x01R\rtaskTimeoutNs\x88\x01\x01\"c\n" +
+	"\rFailureAction\x12\x18\n" +
+	"\x14FAILURE_ACTION_PAUSE\x10\x00\x12\x1b\n" +
+	"\x17FAILURE_ACTION_CONTINUE\x10\x01\x12\x1b\n" +
+	"\x17FAILURE_ACTION_ROLLBACK\x10\x02\"4\n" +
+	"\x05Order\x12\x14\n" +
+	"\x10ORDER_STOP_FIRST\x10\x00\x12\x15\n" +
+	"\x11ORDER_START_FIRST\x10\x01B\r\n" +
+	"\v_monitor_nsB\x12\n" +
+	"\x10_task_timeout_ns\"\xcb\x02\n" +
+	"\fUpdateStatus\x122\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1c.shoal.v1.UpdateStatus.StateR\x05state\x12\x1d\n" +
+	"\n" +
+	"started_at\x18\x02 \x01(\x03R\tstartedAt\x12!\n" +
+	"\fcompleted_at\x18\x03 \x01(\x03R\vcompletedAt\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\xaa\x01\n" +
+	"\x05State\x12\x11\n" +
+	"\rSTATE_UNKNOWN\x10\x00\x12\x12\n" +
+	"\x0eSTATE_UPDATING\x10\x01\x12\x10\n" +
+	"\fSTATE_PAUSED\x10\x02\x12\x13\n" +
+	"\x0fSTATE_COMPLETED\x10\x03\x12\x1a\n" +
+	"\x16STATE_ROLLBACK_STARTED\x10\x04\x12\x19\n" +
+	"\x15STATE_ROLLBACK_PAUSED\x10\x05\x12\x1c\n" +
+	"\x18STATE_ROLLBACK_COMPLETED\x10\x06\"\xd3\x01\n" +
+	"\x11ServiceDependency\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12C\n" +
+	"\tcondition\x18\x02 \x01(\x0e2%.shoal.v1.ServiceDependency.ConditionR\tcondition\"_\n" +
+	"\tCondition\x12\x15\n" +
+	"\x11CONDITION_STARTED\x10\x00\x12\x15\n" +
+	"\x11CONDITION_HEALTHY\x10\x01\x12$\n" +
+	" CONDITION_COMPLETED_SUCCESSFULLY\x10\x02\"\x91\x01\n" +
+	"\fEndpointSpec\x12/\n" +
+	"\x04mode\x18\x01 \x01(\x0e2\x1b.shoal.v1.EndpointSpec.ModeR\x04mode\x12*\n" +
+	"\x05ports\x18\x02 \x03(\v2\x14.shoal.v1.PortConfigR\x05ports\"$\n" +
+	"\x04Mode\x12\f\n" +
+	"\bMODE_VIP\x10\x00\x12\x0e\n" +
+	"\n" +
+	"MODE_DNSRR\x10\x01\"\xd8\x02\n" +
+	"\n" +
+	"PortConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
+	"\bprotocol\x18\x02 \x01(\x0e2\x1d.shoal.v1.PortConfig.ProtocolR\bprotocol\x12\x1f\n" +
+	"\vtarget_port\x18\x03 \x01(\rR\n" +
+	"targetPort\x12%\n" +
+	"\x0epublished_port\x18\x04 \x01(\rR\rpublishedPort\x12C\n" +
+	"\fpublish_mode\x18\x05 \x01(\x0e2 .shoal.v1.PortConfig.PublishModeR\vpublishMode\".\n" +
+	"\bProtocol\x12\x10\n" +
+	"\fPROTOCOL_TCP\x10\x00\x12\x10\n" +
+	"\fPROTOCOL_UDP\x10\x01\">\n" +
+	"\vPublishMode\x12\x18\n" +
+	"\x14PUBLISH_MODE_INGRESS\x10\x00\x12\x15\n" +
+	"\x11PUBLISH_MODE_HOST\x10\x01\"K\n" +
+	"\x17NetworkAttachmentConfig\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x18\n" +
+	"\aaliases\x18\x02 \x03(\tR\aaliases\"\x98\x01\n" +
+	"\bEndpoint\x12*\n" +
+	"\x04spec\x18\x01 \x01(\v2\x16.shoal.v1.EndpointSpecR\x04spec\x12*\n" +
+	"\x05ports\x18\x02 \x03(\v2\x14.shoal.v1.PortConfigR\x05ports\x124\n" +
+	"\vvirtual_ips\x18\x03 \x03(\v2\x13.shoal.v1.VirtualIPR\n" +
+	"virtualIps\">\n" +
+	"\tVirtualIP\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xe3\x01\n" +
+	"\x11NetworkAttachment\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x10\n" +
+	"\x03vni\x18\x02 \x01(\rR\x03vni\x12\x16\n" +
+	"\x06subnet\x18\x03 \x01(\tR\x06subnet\x12\x18\n" +
+	"\agateway\x18\x04 \x01(\tR\agateway\x12\x1c\n" +
+	"\taddresses\x18\x05 \x03(\tR\taddresses\x12\x10\n" +
+	"\x03mac\x18\x06 \x01(\tR\x03mac\x12\x18\n" +
+	"\aaliases\x18\a \x03(\tR\aaliases\x12!\n" +
+	"\fnetwork_name\x18\b \x01(\tR\vnetworkName\"/\n" +
 	"\x11ReplicatedService\x12\x1a\n" +
 	"\breplicas\x18\x01 \x01(\x04R\breplicas\"\x0f\n" +
 	"\rGlobalService\"c\n" +
 	"\rReplicatedJob\x12%\n" +
 	"\x0emax_concurrent\x18\x01 \x01(\x04R\rmaxConcurrent\x12+\n" +
 	"\x11total_completions\x18\x02 \x01(\x04R\x10totalCompletions\"\v\n" +
-	"\tGlobalJob\"\x88\x02\n" +
+	"\tGlobalJob\"\xc7\x02\n" +
 	"\bTaskSpec\x125\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x17.shoal.v1.ContainerSpecR\tcontainer\x12<\n" +
 	"\tresources\x18\x02 \x01(\v2\x1e.shoal.v1.ResourceRequirementsR\tresources\x121\n" +
 	"\arestart\x18\x03 \x01(\v2\x17.shoal.v1.RestartPolicyR\arestart\x121\n" +
 	"\tplacement\x18\x04 \x01(\v2\x13.shoal.v1.PlacementR\tplacement\x12!\n" +
-	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\"\xf2\x03\n" +
+	"\fforce_update\x18\x05 \x01(\x04R\vforceUpdate\x12=\n" +
+	"\bnetworks\x18\x06 \x03(\v2!.shoal.v1.NetworkAttachmentConfigR\bnetworks\"\xf2\x03\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12;\n" +
 	"\x06labels\x18\x02 \x03(\v2#.shoal.v1.ContainerSpec.LabelsEntryR\x06labels\x12\x18\n" +
@@ -1677,7 +2826,7 @@ const file_services_proto_rawDesc = "" +
 	"\x11spread_descriptor\x18\x01 \x01(\tR\x10spreadDescriptor\"W\n" +
 	"\tJobStatus\x12#\n" +
 	"\rjob_iteration\x18\x01 \x01(\x04R\fjobIteration\x12%\n" +
-	"\x0elast_execution\x18\x02 \x01(\x03R\rlastExecution\"\xfb\x01\n" +
+	"\x0elast_execution\x18\x02 \x01(\x03R\rlastExecution\"\x9c\x03\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12)\n" +
@@ -1685,7 +2834,10 @@ const file_services_proto_rawDesc = "" +
 	"\fspec_version\x18\x04 \x01(\x04R\vspecVersion\x12:\n" +
 	"\rprevious_spec\x18\x05 \x01(\v2\x15.shoal.v1.ServiceSpecR\fpreviousSpec\x122\n" +
 	"\n" +
-	"job_status\x18\x06 \x01(\v2\x13.shoal.v1.JobStatusR\tjobStatus\"c\n" +
+	"job_status\x18\x06 \x01(\v2\x13.shoal.v1.JobStatusR\tjobStatus\x12;\n" +
+	"\rupdate_status\x18\a \x01(\v2\x16.shoal.v1.UpdateStatusR\fupdateStatus\x12.\n" +
+	"\bendpoint\x18\b \x01(\v2\x12.shoal.v1.EndpointR\bendpoint\x122\n" +
+	"\x15previous_spec_version\x18\t \x01(\x04R\x13previousSpecVersion\"c\n" +
 	"\x0fContainerStatus\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x1b\n" +
@@ -1696,7 +2848,7 @@ const file_services_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\x0e2\x13.shoal.v1.TaskStateR\x05state\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x10\n" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x127\n" +
-	"\tcontainer\x18\x05 \x01(\v2\x19.shoal.v1.ContainerStatusR\tcontainer\"\x81\x03\n" +
+	"\tcontainer\x18\x05 \x01(\v2\x19.shoal.v1.ContainerStatusR\tcontainer\"\xea\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12\x1d\n" +
@@ -1710,7 +2862,9 @@ const file_services_proto_rawDesc = "" +
 	"\x06status\x18\t \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\x128\n" +
 	"\rdesired_state\x18\n" +
 	" \x01(\x0e2\x13.shoal.v1.TaskStateR\fdesiredState\x12#\n" +
-	"\rjob_iteration\x18\v \x01(\x04R\fjobIteration*\xe8\x02\n" +
+	"\rjob_iteration\x18\v \x01(\x04R\fjobIteration\x127\n" +
+	"\bnetworks\x18\f \x03(\v2\x1b.shoal.v1.NetworkAttachmentR\bnetworks\x12.\n" +
+	"\bendpoint\x18\r \x01(\v2\x12.shoal.v1.EndpointR\bendpoint*\xe8\x02\n" +
 	"\tTaskState\x12\x12\n" +
 	"\x0eTASK_STATE_NEW\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_PENDING\x10@\x12\x18\n" +
@@ -1739,73 +2893,109 @@ func file_services_proto_rawDescGZIP() []byte {
 	return file_services_proto_rawDescData
 }
 
-var file_services_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_services_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_services_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_services_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_services_proto_goTypes = []any{
-	(TaskState)(0),               // 0: shoal.v1.TaskState
-	(Mount_Type)(0),              // 1: shoal.v1.Mount.Type
-	(RestartPolicy_Condition)(0), // 2: shoal.v1.RestartPolicy.Condition
-	(*ServiceSpec)(nil),          // 3: shoal.v1.ServiceSpec
-	(*ReplicatedService)(nil),    // 4: shoal.v1.ReplicatedService
-	(*GlobalService)(nil),        // 5: shoal.v1.GlobalService
-	(*ReplicatedJob)(nil),        // 6: shoal.v1.ReplicatedJob
-	(*GlobalJob)(nil),            // 7: shoal.v1.GlobalJob
-	(*TaskSpec)(nil),             // 8: shoal.v1.TaskSpec
-	(*ContainerSpec)(nil),        // 9: shoal.v1.ContainerSpec
-	(*Mount)(nil),                // 10: shoal.v1.Mount
-	(*HealthConfig)(nil),         // 11: shoal.v1.HealthConfig
-	(*ResourceRequirements)(nil), // 12: shoal.v1.ResourceRequirements
-	(*RestartPolicy)(nil),        // 13: shoal.v1.RestartPolicy
-	(*Placement)(nil),            // 14: shoal.v1.Placement
-	(*PlacementPreference)(nil),  // 15: shoal.v1.PlacementPreference
-	(*JobStatus)(nil),            // 16: shoal.v1.JobStatus
-	(*Service)(nil),              // 17: shoal.v1.Service
-	(*ContainerStatus)(nil),      // 18: shoal.v1.ContainerStatus
-	(*TaskStatus)(nil),           // 19: shoal.v1.TaskStatus
-	(*Task)(nil),                 // 20: shoal.v1.Task
-	nil,                          // 21: shoal.v1.ServiceSpec.LabelsEntry
-	nil,                          // 22: shoal.v1.ContainerSpec.LabelsEntry
-	nil,                          // 23: shoal.v1.Mount.VolumeLabelsEntry
-	nil,                          // 24: shoal.v1.Mount.VolumeDriverOptionsEntry
-	(*Resources)(nil),            // 25: shoal.v1.Resources
-	(*Meta)(nil),                 // 26: shoal.v1.Meta
+	(TaskState)(0),                   // 0: shoal.v1.TaskState
+	(UpdateConfig_FailureAction)(0),  // 1: shoal.v1.UpdateConfig.FailureAction
+	(UpdateConfig_Order)(0),          // 2: shoal.v1.UpdateConfig.Order
+	(UpdateStatus_State)(0),          // 3: shoal.v1.UpdateStatus.State
+	(ServiceDependency_Condition)(0), // 4: shoal.v1.ServiceDependency.Condition
+	(EndpointSpec_Mode)(0),           // 5: shoal.v1.EndpointSpec.Mode
+	(PortConfig_Protocol)(0),         // 6: shoal.v1.PortConfig.Protocol
+	(PortConfig_PublishMode)(0),      // 7: shoal.v1.PortConfig.PublishMode
+	(Mount_Type)(0),                  // 8: shoal.v1.Mount.Type
+	(RestartPolicy_Condition)(0),     // 9: shoal.v1.RestartPolicy.Condition
+	(*ServiceSpec)(nil),              // 10: shoal.v1.ServiceSpec
+	(*UpdateConfig)(nil),             // 11: shoal.v1.UpdateConfig
+	(*UpdateStatus)(nil),             // 12: shoal.v1.UpdateStatus
+	(*ServiceDependency)(nil),        // 13: shoal.v1.ServiceDependency
+	(*EndpointSpec)(nil),             // 14: shoal.v1.EndpointSpec
+	(*PortConfig)(nil),               // 15: shoal.v1.PortConfig
+	(*NetworkAttachmentConfig)(nil),  // 16: shoal.v1.NetworkAttachmentConfig
+	(*Endpoint)(nil),                 // 17: shoal.v1.Endpoint
+	(*VirtualIP)(nil),                // 18: shoal.v1.VirtualIP
+	(*NetworkAttachment)(nil),        // 19: shoal.v1.NetworkAttachment
+	(*ReplicatedService)(nil),        // 20: shoal.v1.ReplicatedService
+	(*GlobalService)(nil),            // 21: shoal.v1.GlobalService
+	(*ReplicatedJob)(nil),            // 22: shoal.v1.ReplicatedJob
+	(*GlobalJob)(nil),                // 23: shoal.v1.GlobalJob
+	(*TaskSpec)(nil),                 // 24: shoal.v1.TaskSpec
+	(*ContainerSpec)(nil),            // 25: shoal.v1.ContainerSpec
+	(*Mount)(nil),                    // 26: shoal.v1.Mount
+	(*HealthConfig)(nil),             // 27: shoal.v1.HealthConfig
+	(*ResourceRequirements)(nil),     // 28: shoal.v1.ResourceRequirements
+	(*RestartPolicy)(nil),            // 29: shoal.v1.RestartPolicy
+	(*Placement)(nil),                // 30: shoal.v1.Placement
+	(*PlacementPreference)(nil),      // 31: shoal.v1.PlacementPreference
+	(*JobStatus)(nil),                // 32: shoal.v1.JobStatus
+	(*Service)(nil),                  // 33: shoal.v1.Service
+	(*ContainerStatus)(nil),          // 34: shoal.v1.ContainerStatus
+	(*TaskStatus)(nil),               // 35: shoal.v1.TaskStatus
+	(*Task)(nil),                     // 36: shoal.v1.Task
+	nil,                              // 37: shoal.v1.ServiceSpec.LabelsEntry
+	nil,                              // 38: shoal.v1.ContainerSpec.LabelsEntry
+	nil,                              // 39: shoal.v1.Mount.VolumeLabelsEntry
+	nil,                              // 40: shoal.v1.Mount.VolumeDriverOptionsEntry
+	(*Resources)(nil),                // 41: shoal.v1.Resources
+	(*Meta)(nil),                     // 42: shoal.v1.Meta
 }
 var file_services_proto_depIdxs = []int32{
-	21, // 0: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
-	8,  // 1: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
-	4,  // 2: shoal.v1.ServiceSpec.replicated:type_name -> shoal.v1.ReplicatedService
-	5,  // 3: shoal.v1.ServiceSpec.global:type_name -> shoal.v1.GlobalService
-	6,  // 4: shoal.v1.ServiceSpec.replicated_job:type_name -> shoal.v1.ReplicatedJob
-	7,  // 5: shoal.v1.ServiceSpec.global_job:type_name -> shoal.v1.GlobalJob
-	9,  // 6: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
-	12, // 7: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.ResourceRequirements
-	13, // 8: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
-	14, // 9: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
-	22, // 10: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
-	10, // 11: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
-	11, // 12: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthConfig
-	1,  // 13: shoal.v1.Mount.type:type_name -> shoal.v1.Mount.Type
-	23, // 14: shoal.v1.Mount.volume_labels:type_name -> shoal.v1.Mount.VolumeLabelsEntry
-	24, // 15: shoal.v1.Mount.volume_driver_options:type_name -> shoal.v1.Mount.VolumeDriverOptionsEntry
-	25, // 16: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.Resources
-	25, // 17: shoal.v1.ResourceRequirements.reservations:type_name -> shoal.v1.Resources
-	2,  // 18: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartPolicy.Condition
-	15, // 19: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
-	26, // 20: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
-	3,  // 21: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	3,  // 22: shoal.v1.Service.previous_spec:type_name -> shoal.v1.ServiceSpec
-	16, // 23: shoal.v1.Service.job_status:type_name -> shoal.v1.JobStatus
-	0,  // 24: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
-	18, // 25: shoal.v1.TaskStatus.container:type_name -> shoal.v1.ContainerStatus
-	26, // 26: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
-	8,  // 27: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
-	19, // 28: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
-	0,  // 29: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	37, // 0: shoal.v1.ServiceSpec.labels:type_name -> shoal.v1.ServiceSpec.LabelsEntry
+	24, // 1: shoal.v1.ServiceSpec.task:type_name -> shoal.v1.TaskSpec
+	20, // 2: shoal.v1.ServiceSpec.replicated:type_name -> shoal.v1.ReplicatedService
+	21, // 3: shoal.v1.ServiceSpec.global:type_name -> shoal.v1.GlobalService
+	22, // 4: shoal.v1.ServiceSpec.replicated_job:type_name -> shoal.v1.ReplicatedJob
+	23, // 5: shoal.v1.ServiceSpec.global_job:type_name -> shoal.v1.GlobalJob
+	11, // 6: shoal.v1.ServiceSpec.update:type_name -> shoal.v1.UpdateConfig
+	11, // 7: shoal.v1.ServiceSpec.rollback:type_name -> shoal.v1.UpdateConfig
+	14, // 8: shoal.v1.ServiceSpec.endpoint:type_name -> shoal.v1.EndpointSpec
+	13, // 9: shoal.v1.ServiceSpec.depends_on:type_name -> shoal.v1.ServiceDependency
+	1,  // 10: shoal.v1.UpdateConfig.failure_action:type_name -> shoal.v1.UpdateConfig.FailureAction
+	2,  // 11: shoal.v1.UpdateConfig.order:type_name -> shoal.v1.UpdateConfig.Order
+	3,  // 12: shoal.v1.UpdateStatus.state:type_name -> shoal.v1.UpdateStatus.State
+	4,  // 13: shoal.v1.ServiceDependency.condition:type_name -> shoal.v1.ServiceDependency.Condition
+	5,  // 14: shoal.v1.EndpointSpec.mode:type_name -> shoal.v1.EndpointSpec.Mode
+	15, // 15: shoal.v1.EndpointSpec.ports:type_name -> shoal.v1.PortConfig
+	6,  // 16: shoal.v1.PortConfig.protocol:type_name -> shoal.v1.PortConfig.Protocol
+	7,  // 17: shoal.v1.PortConfig.publish_mode:type_name -> shoal.v1.PortConfig.PublishMode
+	14, // 18: shoal.v1.Endpoint.spec:type_name -> shoal.v1.EndpointSpec
+	15, // 19: shoal.v1.Endpoint.ports:type_name -> shoal.v1.PortConfig
+	18, // 20: shoal.v1.Endpoint.virtual_ips:type_name -> shoal.v1.VirtualIP
+	25, // 21: shoal.v1.TaskSpec.container:type_name -> shoal.v1.ContainerSpec
+	28, // 22: shoal.v1.TaskSpec.resources:type_name -> shoal.v1.ResourceRequirements
+	29, // 23: shoal.v1.TaskSpec.restart:type_name -> shoal.v1.RestartPolicy
+	30, // 24: shoal.v1.TaskSpec.placement:type_name -> shoal.v1.Placement
+	16, // 25: shoal.v1.TaskSpec.networks:type_name -> shoal.v1.NetworkAttachmentConfig
+	38, // 26: shoal.v1.ContainerSpec.labels:type_name -> shoal.v1.ContainerSpec.LabelsEntry
+	26, // 27: shoal.v1.ContainerSpec.mounts:type_name -> shoal.v1.Mount
+	27, // 28: shoal.v1.ContainerSpec.healthcheck:type_name -> shoal.v1.HealthConfig
+	8,  // 29: shoal.v1.Mount.type:type_name -> shoal.v1.Mount.Type
+	39, // 30: shoal.v1.Mount.volume_labels:type_name -> shoal.v1.Mount.VolumeLabelsEntry
+	40, // 31: shoal.v1.Mount.volume_driver_options:type_name -> shoal.v1.Mount.VolumeDriverOptionsEntry
+	41, // 32: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.Resources
+	41, // 33: shoal.v1.ResourceRequirements.reservations:type_name -> shoal.v1.Resources
+	9,  // 34: shoal.v1.RestartPolicy.condition:type_name -> shoal.v1.RestartPolicy.Condition
+	31, // 35: shoal.v1.Placement.preferences:type_name -> shoal.v1.PlacementPreference
+	42, // 36: shoal.v1.Service.meta:type_name -> shoal.v1.Meta
+	10, // 37: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
+	10, // 38: shoal.v1.Service.previous_spec:type_name -> shoal.v1.ServiceSpec
+	32, // 39: shoal.v1.Service.job_status:type_name -> shoal.v1.JobStatus
+	12, // 40: shoal.v1.Service.update_status:type_name -> shoal.v1.UpdateStatus
+	17, // 41: shoal.v1.Service.endpoint:type_name -> shoal.v1.Endpoint
+	0,  // 42: shoal.v1.TaskStatus.state:type_name -> shoal.v1.TaskState
+	34, // 43: shoal.v1.TaskStatus.container:type_name -> shoal.v1.ContainerStatus
+	42, // 44: shoal.v1.Task.meta:type_name -> shoal.v1.Meta
+	24, // 45: shoal.v1.Task.spec:type_name -> shoal.v1.TaskSpec
+	35, // 46: shoal.v1.Task.status:type_name -> shoal.v1.TaskStatus
+	0,  // 47: shoal.v1.Task.desired_state:type_name -> shoal.v1.TaskState
+	19, // 48: shoal.v1.Task.networks:type_name -> shoal.v1.NetworkAttachment
+	17, // 49: shoal.v1.Task.endpoint:type_name -> shoal.v1.Endpoint
+	50, // [50:50] is the sub-list for method output_type
+	50, // [50:50] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_services_proto_init() }
@@ -1820,15 +3010,16 @@ func file_services_proto_init() {
 		(*ServiceSpec_ReplicatedJob)(nil),
 		(*ServiceSpec_GlobalJob)(nil),
 	}
-	file_services_proto_msgTypes[6].OneofWrappers = []any{}
-	file_services_proto_msgTypes[10].OneofWrappers = []any{}
+	file_services_proto_msgTypes[1].OneofWrappers = []any{}
+	file_services_proto_msgTypes[15].OneofWrappers = []any{}
+	file_services_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_services_proto_rawDesc), len(file_services_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   22,
+			NumEnums:      10,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -500,6 +500,8 @@ type StoreAction struct {
 	//	*StoreAction_TaskStatusPatch
 	//	*StoreAction_TaskDesiredStatePatch
 	//	*StoreAction_TaskAssignment
+	//	*StoreAction_Network
+	//	*StoreAction_Stack
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -630,6 +632,24 @@ func (x *StoreAction) GetTaskAssignment() *TaskAssignment {
 	return nil
 }
 
+func (x *StoreAction) GetNetwork() *Network {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Network); ok {
+			return x.Network
+		}
+	}
+	return nil
+}
+
+func (x *StoreAction) GetStack() *Stack {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Stack); ok {
+			return x.Stack
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -670,6 +690,14 @@ type StoreAction_TaskAssignment struct {
 	TaskAssignment *TaskAssignment `protobuf:"bytes,10,opt,name=task_assignment,json=taskAssignment,proto3,oneof"`
 }
 
+type StoreAction_Network struct {
+	Network *Network `protobuf:"bytes,11,opt,name=network,proto3,oneof"`
+}
+
+type StoreAction_Stack struct {
+	Stack *Stack `protobuf:"bytes,12,opt,name=stack,proto3,oneof"`
+}
+
 func (*StoreAction_Node) isStoreAction_Target() {}
 
 func (*StoreAction_Cluster) isStoreAction_Target() {}
@@ -687,6 +715,10 @@ func (*StoreAction_TaskStatusPatch) isStoreAction_Target() {}
 func (*StoreAction_TaskDesiredStatePatch) isStoreAction_Target() {}
 
 func (*StoreAction_TaskAssignment) isStoreAction_Target() {}
+
+func (*StoreAction_Network) isStoreAction_Target() {}
+
+func (*StoreAction_Stack) isStoreAction_Target() {}
 
 // Command is one Raft log entry: all its actions apply, or none.
 type Command struct {
@@ -740,6 +772,8 @@ type StoreSnapshot struct {
 	Clusters      []*Cluster             `protobuf:"bytes,2,rep,name=clusters,proto3" json:"clusters,omitempty"`
 	Services      []*Service             `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
 	Tasks         []*Task                `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Networks      []*Network             `protobuf:"bytes,5,rep,name=networks,proto3" json:"networks,omitempty"`
+	Stacks        []*Stack               `protobuf:"bytes,6,rep,name=stacks,proto3" json:"stacks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -802,11 +836,25 @@ func (x *StoreSnapshot) GetTasks() []*Task {
 	return nil
 }
 
+func (x *StoreSnapshot) GetNetworks() []*Network {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+func (x *StoreSnapshot) GetStacks() []*Stack {
+	if x != nil {
+		return x.Stacks
+	}
+	return nil
+}
+
 var File_store_proto protoreflect.FileDescriptor
 
 const file_store_proto_rawDesc = "" +
 	"\n" +
-	"\vstore.proto\x12\bshoal.v1\x1a\robjects.proto\x1a\x0eservices.proto\"\xb5\x03\n" +
+	"\vstore.proto\x12\bshoal.v1\x1a\robjects.proto\x1a\x0eservices.proto\x1a\x0enetworks.proto\x1a\fstacks.proto\"\xb5\x03\n" +
 	"\rNodeSpecPatch\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12)\n" +
 	"\x10set_availability\x18\x02 \x01(\bR\x0fsetAvailability\x12>\n" +
@@ -848,7 +896,7 @@ const file_store_proto_rawDesc = "" +
 	"\x0eTaskAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12,\n" +
-	"\x06status\x18\x03 \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\"\xe1\x04\n" +
+	"\x06status\x18\x03 \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\"\xb9\x05\n" +
 	"\vStoreAction\x12(\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x14.shoal.v1.ActionKindR\x04kind\x12$\n" +
 	"\x04node\x18\x02 \x01(\v2\x0e.shoal.v1.NodeH\x00R\x04node\x12-\n" +
@@ -860,15 +908,19 @@ const file_store_proto_rawDesc = "" +
 	"\x11task_status_patch\x18\b \x01(\v2\x19.shoal.v1.TaskStatusPatchH\x00R\x0ftaskStatusPatch\x12Z\n" +
 	"\x18task_desired_state_patch\x18\t \x01(\v2\x1f.shoal.v1.TaskDesiredStatePatchH\x00R\x15taskDesiredStatePatch\x12C\n" +
 	"\x0ftask_assignment\x18\n" +
-	" \x01(\v2\x18.shoal.v1.TaskAssignmentH\x00R\x0etaskAssignmentB\b\n" +
+	" \x01(\v2\x18.shoal.v1.TaskAssignmentH\x00R\x0etaskAssignment\x12-\n" +
+	"\anetwork\x18\v \x01(\v2\x11.shoal.v1.NetworkH\x00R\anetwork\x12'\n" +
+	"\x05stack\x18\f \x01(\v2\x0f.shoal.v1.StackH\x00R\x05stackB\b\n" +
 	"\x06target\":\n" +
 	"\aCommand\x12/\n" +
-	"\aactions\x18\x01 \x03(\v2\x15.shoal.v1.StoreActionR\aactions\"\xb9\x01\n" +
+	"\aactions\x18\x01 \x03(\v2\x15.shoal.v1.StoreActionR\aactions\"\x91\x02\n" +
 	"\rStoreSnapshot\x12$\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0e.shoal.v1.NodeR\x05nodes\x12-\n" +
 	"\bclusters\x18\x02 \x03(\v2\x11.shoal.v1.ClusterR\bclusters\x12-\n" +
 	"\bservices\x18\x03 \x03(\v2\x11.shoal.v1.ServiceR\bservices\x12$\n" +
-	"\x05tasks\x18\x04 \x03(\v2\x0e.shoal.v1.TaskR\x05tasks*m\n" +
+	"\x05tasks\x18\x04 \x03(\v2\x0e.shoal.v1.TaskR\x05tasks\x12-\n" +
+	"\bnetworks\x18\x05 \x03(\v2\x11.shoal.v1.NetworkR\bnetworks\x12'\n" +
+	"\x06stacks\x18\x06 \x03(\v2\x0f.shoal.v1.StackR\x06stacks*m\n" +
 	"\n" +
 	"ActionKind\x12\x17\n" +
 	"\x13ACTION_KIND_UNKNOWN\x10\x00\x12\x16\n" +
@@ -913,6 +965,8 @@ var file_store_proto_goTypes = []any{
 	(*Cluster)(nil),               // 19: shoal.v1.Cluster
 	(*Service)(nil),               // 20: shoal.v1.Service
 	(*Task)(nil),                  // 21: shoal.v1.Task
+	(*Network)(nil),               // 22: shoal.v1.Network
+	(*Stack)(nil),                 // 23: shoal.v1.Stack
 }
 var file_store_proto_depIdxs = []int32{
 	10, // 0: shoal.v1.NodeSpecPatch.availability:type_name -> shoal.v1.NodeAvailability
@@ -936,16 +990,20 @@ var file_store_proto_depIdxs = []int32{
 	3,  // 18: shoal.v1.StoreAction.task_status_patch:type_name -> shoal.v1.TaskStatusPatch
 	4,  // 19: shoal.v1.StoreAction.task_desired_state_patch:type_name -> shoal.v1.TaskDesiredStatePatch
 	5,  // 20: shoal.v1.StoreAction.task_assignment:type_name -> shoal.v1.TaskAssignment
-	6,  // 21: shoal.v1.Command.actions:type_name -> shoal.v1.StoreAction
-	18, // 22: shoal.v1.StoreSnapshot.nodes:type_name -> shoal.v1.Node
-	19, // 23: shoal.v1.StoreSnapshot.clusters:type_name -> shoal.v1.Cluster
-	20, // 24: shoal.v1.StoreSnapshot.services:type_name -> shoal.v1.Service
-	21, // 25: shoal.v1.StoreSnapshot.tasks:type_name -> shoal.v1.Task
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	22, // 21: shoal.v1.StoreAction.network:type_name -> shoal.v1.Network
+	23, // 22: shoal.v1.StoreAction.stack:type_name -> shoal.v1.Stack
+	6,  // 23: shoal.v1.Command.actions:type_name -> shoal.v1.StoreAction
+	18, // 24: shoal.v1.StoreSnapshot.nodes:type_name -> shoal.v1.Node
+	19, // 25: shoal.v1.StoreSnapshot.clusters:type_name -> shoal.v1.Cluster
+	20, // 26: shoal.v1.StoreSnapshot.services:type_name -> shoal.v1.Service
+	21, // 27: shoal.v1.StoreSnapshot.tasks:type_name -> shoal.v1.Task
+	22, // 28: shoal.v1.StoreSnapshot.networks:type_name -> shoal.v1.Network
+	23, // 29: shoal.v1.StoreSnapshot.stacks:type_name -> shoal.v1.Stack
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_store_proto_init() }
@@ -955,6 +1013,8 @@ func file_store_proto_init() {
 	}
 	file_objects_proto_init()
 	file_services_proto_init()
+	file_networks_proto_init()
+	file_stacks_proto_init()
 	file_store_proto_msgTypes[5].OneofWrappers = []any{
 		(*StoreAction_Node)(nil),
 		(*StoreAction_Cluster)(nil),
@@ -965,6 +1025,8 @@ func file_store_proto_init() {
 		(*StoreAction_TaskStatusPatch)(nil),
 		(*StoreAction_TaskDesiredStatePatch)(nil),
 		(*StoreAction_TaskAssignment)(nil),
+		(*StoreAction_Network)(nil),
+		(*StoreAction_Stack)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
