@@ -1,10 +1,12 @@
 package dispatcher
 
 import (
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/shoal-project/shoal/manager/caller"
 	"github.com/shoal-project/shoal/manager/store"
@@ -24,6 +26,19 @@ const (
 // from the store, so the node can stop and clean up what it runs.
 func assigned(t *shoalpb.Task, nodeID string) bool {
 	return t.NodeId == nodeID && t.GetStatus().GetState() >= shoalpb.TaskState_TASK_STATE_ASSIGNED
+}
+
+// sameAssignment reports whether two versions of a task ask the same of
+// the node running it: they differ at most in their observed status and
+// meta, which the node either reported itself or does not act on.
+func sameAssignment(a, b *shoalpb.Task) bool {
+	return a.DesiredState == b.DesiredState &&
+		a.NodeId == b.NodeId &&
+		a.SpecVersion == b.SpecVersion &&
+		a.JobIteration == b.JobIteration &&
+		(a.Spec == b.Spec || proto.Equal(a.Spec, b.Spec)) &&
+		(a.Endpoint == b.Endpoint || proto.Equal(a.Endpoint, b.Endpoint)) &&
+		slices.EqualFunc(a.Networks, b.Networks, func(x, y *shoalpb.NetworkAttachment) bool { return x == y || proto.Equal(x, y) })
 }
 
 // Assignments streams the calling node's tasks: the complete set first,
@@ -91,6 +106,12 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 			}
 			switch {
 			case ev.Kind != store.EventRemove && assigned(t, who.NodeID):
+				if old, _ := ev.Old.(*shoalpb.Task); sent[t.Id] && old != nil && assigned(old, who.NodeID) && sameAssignment(old, t) {
+					// Only what the node itself reported (or the meta)
+					// changed: echoing it back would make every status
+					// report cost the node a round of work.
+					continue
+				}
 				updates[t.Id] = t
 				delete(removals, t.Id)
 			case sent[t.Id]:

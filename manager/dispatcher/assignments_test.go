@@ -224,3 +224,32 @@ func keys(m map[string]*shoalpb.Task) []string {
 	}
 	return out
 }
+
+// TestAssignmentsDoNotEchoStatusReports checks that a node is not sent its
+// own status reports back: only changes of what is asked of it travel.
+func TestAssignmentsDoNotEchoStatusReports(t *testing.T) {
+	e := newEnv(t, time.Second)
+	e.addNode("w1", shoalpb.NodeRole_NODE_ROLE_WORKER, shoalpb.NodeState_NODE_STATE_READY)
+	e.propose(taskOn("a", "w1", shoalpb.TaskState_TASK_STATE_ASSIGNED))
+	s, _ := e.startAssignments("w1")
+	waitFor(t, "the complete set", func() bool { _, ok := assignmentState(s.received()); return ok })
+
+	for _, st := range []shoalpb.TaskState{shoalpb.TaskState_TASK_STATE_ACCEPTED, shoalpb.TaskState_TASK_STATE_RUNNING} {
+		e.propose(&shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: &shoalpb.TaskStatusPatch{TaskId: "a", Status: &shoalpb.TaskStatus{State: st}}}})
+	}
+	// A later change of another task flushes whatever the reports caused.
+	e.propose(taskOn("b", "w1", shoalpb.TaskState_TASK_STATE_ASSIGNED))
+	waitFor(t, "the new task", func() bool { set, _ := assignmentState(s.received()); return set["b"] != nil })
+	for _, m := range s.received()[1:] {
+		for _, tk := range m.UpdateTasks {
+			if tk.Id == "a" {
+				t.Fatalf("status report echoed to the node: task a in state %v", tk.GetStatus().GetState())
+			}
+		}
+	}
+	e.propose(&shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskDesiredStatePatch{TaskDesiredStatePatch: &shoalpb.TaskDesiredStatePatch{TaskId: "a", DesiredState: shoalpb.TaskState_TASK_STATE_SHUTDOWN}}})
+	waitFor(t, "the desired-state change", func() bool {
+		set, _ := assignmentState(s.received())
+		return set["a"].GetDesiredState() == shoalpb.TaskState_TASK_STATE_SHUTDOWN
+	})
+}
