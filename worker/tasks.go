@@ -174,10 +174,12 @@ type taskRunner struct {
 	task    *shoalpb.Task
 	status  *shoalpb.TaskStatus
 	removed bool
-	ctlr    exec.Controller // set while the runner holds one
-	changed chan struct{}
-	gone    chan struct{}
-	once    sync.Once
+	// persisted is the status last written to the task database.
+	persisted *shoalpb.TaskStatus
+	ctlr      exec.Controller // set while the runner holds one
+	changed   chan struct{}
+	gone      chan struct{}
+	once      sync.Once
 }
 
 func (r *taskRunner) update(t *shoalpb.Task) {
@@ -300,11 +302,28 @@ func (r *taskRunner) setStatus(st *shoalpb.TaskStatus) {
 	r.mu.Lock()
 	r.status = st
 	id := r.task.Id
+	persist := mustPersist(r.persisted, st)
+	if persist {
+		r.persisted = st
+	}
 	r.mu.Unlock()
-	if err := r.m.DB.PutStatus(id, st); err != nil {
-		r.m.Logger.Warn("record task status", "task", id, "err", err)
+	if persist {
+		if err := r.m.DB.PutStatus(id, st); err != nil {
+			r.m.Logger.Warn("record task status", "task", id, "err", err)
+		}
 	}
 	r.m.Reporter.Report(id, st)
+}
+
+// mustPersist reports whether a new status is worth a commit to the task
+// database: a first status, a change of container details (what a
+// restarted daemon re-adopts, see replayStatus), or a new state from
+// RUNNING on. The states before RUNNING are replayed from the start after
+// a restart anyway, so writing each of them would only cost commits.
+func mustPersist(last, st *shoalpb.TaskStatus) bool {
+	return last == nil ||
+		(st.State >= shoalpb.TaskState_TASK_STATE_RUNNING && st.State != last.State) ||
+		!proto.Equal(last.Container, st.Container)
 }
 
 // cleanup stops and removes the container of a task no longer assigned,
