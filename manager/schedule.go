@@ -19,6 +19,7 @@ const (
 	schedulingDebounce     = 20 * time.Millisecond
 	schedulingMaxDelay     = 200 * time.Millisecond
 	maxAssignmentsPerEntry = 1000
+	schedulingRetry        = time.Second
 )
 
 // schedulingLoop runs on the leader: it places pending tasks with the
@@ -29,6 +30,13 @@ type schedulingLoop struct {
 	proposer store.Proposer
 	now      func() time.Time
 	log      *slog.Logger
+
+	// waiting is set while tasks are left unplaced (or decisions could
+	// not be recorded): then any change that may free capacity calls for
+	// another pass, not only new pending tasks.
+	waiting bool
+	// failed is set when a pass could not record its decisions.
+	failed bool
 }
 
 func (l *schedulingLoop) run(ctx context.Context) {
@@ -43,6 +51,13 @@ func (l *schedulingLoop) run(ctx context.Context) {
 	debounce.Stop()
 	defer debounce.Stop()
 	for {
+		if l.failed && !dirty {
+			// Decisions were lost: try again soon even if nothing else
+			// happens in the meantime.
+			l.failed = false
+			dirty, first = true, time.Now()
+			debounce.Reset(schedulingRetry)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -53,7 +68,7 @@ func (l *schedulingLoop) run(ctx context.Context) {
 				l.pass(ctx)
 				continue
 			}
-			if !relevantToScheduling(ev) {
+			if !l.relevant(ev) {
 				continue
 			}
 			if !dirty {
@@ -71,12 +86,26 @@ func (l *schedulingLoop) run(ctx context.Context) {
 	}
 }
 
-// relevantToScheduling reports whether a change may let a task be placed
-// or change why it cannot be.
-func relevantToScheduling(ev store.Event) bool {
-	switch ev.Object.(type) {
-	case *shoalpb.Task, *shoalpb.Node:
+// relevant reports whether a change may let a task be placed or change
+// why it cannot be: a task became pending, a node changed, or, while tasks
+// wait, a task stopped, went or moved. Progress reports of placed tasks
+// (the bulk of all writes) are not, so a busy cluster does not re-read
+// every task for each of them.
+func (l *schedulingLoop) relevant(ev store.Event) bool {
+	switch obj := ev.Object.(type) {
+	case *shoalpb.Node:
 		return true
+	case *shoalpb.Task:
+		old, _ := ev.Old.(*shoalpb.Task)
+		if ev.Kind != store.EventRemove && pendingTask(obj) && (old == nil || !pendingTask(old)) {
+			return true
+		}
+		if !l.waiting {
+			return false
+		}
+		return ev.Kind != store.EventUpdate || old == nil ||
+			old.DesiredState != obj.DesiredState || old.NodeId != obj.NodeId ||
+			old.GetStatus().GetState() < shoalpb.TaskState_TASK_STATE_COMPLETE && obj.GetStatus().GetState() >= shoalpb.TaskState_TASK_STATE_COMPLETE
 	}
 	return ev.Kind == store.EventRestore
 }
@@ -121,6 +150,7 @@ func (l *schedulingLoop) pass(ctx context.Context) {
 			}
 		}
 	})
+	l.waiting = false
 	if len(byID) == 0 {
 		return
 	}
@@ -164,12 +194,14 @@ func (l *schedulingLoop) pass(ctx context.Context) {
 		st := &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_PENDING, Timestamp: now, Message: "pending task scheduling", Err: u.Reason}
 		actions = append(actions, &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: &shoalpb.TaskStatusPatch{TaskId: u.TaskID, Status: st}}})
 	}
+	l.waiting = len(res.Unplaced) > 0
 	for len(actions) > 0 {
 		n := min(len(actions), maxAssignmentsPerEntry)
 		if _, err := l.proposer.Propose(ctx, &shoalpb.Command{Actions: actions[:n]}); err != nil {
 			if ctx.Err() == nil {
 				l.log.Warn("record scheduling decisions", "err", err)
 			}
+			l.waiting, l.failed = true, true
 			return
 		}
 		actions = actions[n:]

@@ -139,3 +139,41 @@ func TestSchedulingPresetTaskReservationCountedOnce(t *testing.T) {
 		}
 	})
 }
+
+func TestSchedulingRelevantChanges(t *testing.T) {
+	task := func(state, desired shoalpb.TaskState, node string) *shoalpb.Task {
+		return &shoalpb.Task{Id: "t", NodeId: node, DesiredState: desired, Status: &shoalpb.TaskStatus{State: state}}
+	}
+	const (
+		pending  = shoalpb.TaskState_TASK_STATE_PENDING
+		assigned = shoalpb.TaskState_TASK_STATE_ASSIGNED
+		running  = shoalpb.TaskState_TASK_STATE_RUNNING
+		failed   = shoalpb.TaskState_TASK_STATE_FAILED
+		shutdown = shoalpb.TaskState_TASK_STATE_SHUTDOWN
+	)
+	upd := func(old, new *shoalpb.Task) store.Event {
+		return store.Event{Kind: store.EventUpdate, Old: old, Object: new}
+	}
+	for _, tc := range []struct {
+		name    string
+		waiting bool
+		ev      store.Event
+		want    bool
+	}{
+		{"new pending task", false, store.Event{Kind: store.EventCreate, Object: task(pending, running, "")}, true},
+		{"node change", false, store.Event{Kind: store.EventUpdate, Object: &shoalpb.Node{Id: "n"}}, true},
+		{"restore", false, store.Event{Kind: store.EventRestore}, true},
+		{"progress report", false, upd(task(assigned, running, "n"), task(running, running, "n")), false},
+		{"progress report while tasks wait", true, upd(task(assigned, running, "n"), task(running, running, "n")), false},
+		{"reason of an unplaced task", true, upd(task(pending, running, ""), task(pending, running, "")), false},
+		{"task failed, nothing waits", false, upd(task(running, running, "n"), task(failed, running, "n")), false},
+		{"task failed while tasks wait", true, upd(task(running, running, "n"), task(failed, running, "n")), true},
+		{"task shut down while tasks wait", true, upd(task(running, running, "n"), task(running, shutdown, "n")), true},
+		{"task removed while tasks wait", true, store.Event{Kind: store.EventRemove, Object: task(running, running, "n")}, true},
+	} {
+		l := &schedulingLoop{waiting: tc.waiting}
+		if got := l.relevant(tc.ev); got != tc.want {
+			t.Errorf("%s: relevant = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -54,8 +54,10 @@ func NodeChanged(ev store.Event) bool {
 }
 
 // TaskChanged reports whether a task event matters to the orchestrators:
-// the task appeared or vanished, its desired state or node changed, or it
-// stopped.
+// the task appeared or vanished, its desired state changed, it moved from
+// one node to another, or it stopped. Its first placement and the progress
+// its node reports on the way to RUNNING change no orchestration decision,
+// and reacting to them would make every pass re-read every task.
 func TaskChanged(ev store.Event) bool {
 	t, ok := ev.Object.(*shoalpb.Task)
 	if !ok {
@@ -65,7 +67,7 @@ func TaskChanged(ev store.Event) bool {
 	if ev.Kind != store.EventUpdate || old == nil {
 		return true
 	}
-	return old.DesiredState != t.DesiredState || old.NodeId != t.NodeId || HasStopped(old) != HasStopped(t)
+	return old.DesiredState != t.DesiredState || (old.NodeId != "" && old.NodeId != t.NodeId) || HasStopped(old) != HasStopped(t)
 }
 
 // GlobalFit says what a global-mode service with task spec spec may have

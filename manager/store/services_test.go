@@ -128,7 +128,16 @@ func TestTaskAssignmentOnlyPlacesPendingTasks(t *testing.T) {
 	create := shoalpb.ActionKind_ACTION_KIND_CREATE
 	pending := &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_PENDING}
 	running := shoalpb.TaskState_TASK_STATE_RUNNING
+	node := func(id string, state shoalpb.NodeState, avail shoalpb.NodeAvailability) *shoalpb.StoreAction {
+		return nodeAction(create, &shoalpb.Node{Id: id, Spec: &shoalpb.NodeSpec{Availability: avail}, Status: &shoalpb.NodeStatus{State: state}})
+	}
+	ready, active := shoalpb.NodeState_NODE_STATE_READY, shoalpb.NodeAvailability_NODE_AVAILABILITY_ACTIVE
+	mustPropose(t, p, node("n1", ready, active), node("n2", ready, active), node("n3", ready, active),
+		node("down", shoalpb.NodeState_NODE_STATE_DOWN, active),
+		node("drained", ready, shoalpb.NodeAvailability_NODE_AVAILABILITY_DRAIN),
+		node("paused", ready, shoalpb.NodeAvailability_NODE_AVAILABILITY_PAUSE))
 	mustPropose(t, p,
+		taskAction(create, &shoalpb.Task{Id: "late", ServiceId: "s", DesiredState: running, Status: pending}),
 		taskAction(create, &shoalpb.Task{Id: "free", ServiceId: "s", DesiredState: running, Status: pending}),
 		taskAction(create, &shoalpb.Task{Id: "global", ServiceId: "s", NodeId: "n1", DesiredState: running, Status: pending}),
 		taskAction(create, &shoalpb.Task{Id: "stopped", ServiceId: "s", DesiredState: shoalpb.TaskState_TASK_STATE_SHUTDOWN, Status: pending}),
@@ -140,12 +149,20 @@ func TestTaskAssignmentOnlyPlacesPendingTasks(t *testing.T) {
 	}
 	mustPropose(t, p, assign("free", "n2"), assign("global", "n2"), assign("stopped", "n2"), assign("missing", "n2"))
 	mustPropose(t, p, assign("free", "n3")) // already placed: no-op
+	// Decisions made before a node went down, was drained or paused, or
+	// was removed do not apply.
+	for _, n := range []string{"down", "drained", "paused", "gone"} {
+		mustPropose(t, p, assign("late", n))
+	}
 	s.View(func(tx ReadTx) {
 		if tk := tx.Task("free"); tk.NodeId != "n2" || tk.Status.State != shoalpb.TaskState_TASK_STATE_ASSIGNED {
 			t.Errorf("free task: node %q state %v, want n2 ASSIGNED", tk.NodeId, tk.Status.State)
 		}
 		if tk := tx.Task("global"); tk.NodeId != "n1" || tk.Status.State != shoalpb.TaskState_TASK_STATE_PENDING {
 			t.Errorf("task preset to n1 moved: node %q state %v", tk.NodeId, tk.Status.State)
+		}
+		if tk := tx.Task("late"); tk.NodeId != "" || tk.Status.State != shoalpb.TaskState_TASK_STATE_PENDING {
+			t.Errorf("task placed on a node that takes no tasks: node %q state %v", tk.NodeId, tk.Status.State)
 		}
 		if tk := tx.Task("stopped"); tk.NodeId != "" {
 			t.Errorf("unwanted task placed on %q", tk.NodeId)

@@ -97,13 +97,24 @@ func applyTaskDesiredState(txn *memdb.Txn, index uint64, p *shoalpb.TaskDesiredS
 	return old, t, nil
 }
 
-// applyTaskAssignment places a task that is still pending and wanted.
+// acceptsTasks reports whether new tasks may be placed on n: it exists,
+// is READY and ACTIVE. Checking it when the assignment applies closes the
+// race with a node going down or being drained or paused after the
+// scheduler read it, which no orchestrator would otherwise notice.
+func acceptsTasks(n *shoalpb.Node) bool {
+	return n != nil && n.GetStatus().GetState() == shoalpb.NodeState_NODE_STATE_READY &&
+		n.GetSpec().GetAvailability() == shoalpb.NodeAvailability_NODE_AVAILABILITY_ACTIVE
+}
+
+// applyTaskAssignment places a task that is still pending and wanted, on a
+// node that takes new tasks.
 func applyTaskAssignment(txn *memdb.Txn, index uint64, p *shoalpb.TaskAssignment) (*shoalpb.Task, *shoalpb.Task, error) {
 	old := getTask(txn, p.TaskId)
 	if old == nil || p.NodeId == "" || p.Status == nil ||
 		old.GetStatus().GetState() >= shoalpb.TaskState_TASK_STATE_ASSIGNED ||
 		old.DesiredState > shoalpb.TaskState_TASK_STATE_RUNNING ||
-		(old.NodeId != "" && old.NodeId != p.NodeId) {
+		(old.NodeId != "" && old.NodeId != p.NodeId) ||
+		!acceptsTasks(getNode(txn, p.NodeId)) {
 		return old, nil, nil
 	}
 	t := patchCopy(old)
