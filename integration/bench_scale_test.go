@@ -119,6 +119,16 @@ func TestBenchControlPlaneScale(t *testing.T) {
 		nodes, tasks, total.Seconds(), float64(tasks)/total.Seconds(), firstRunning.Seconds(), created.Seconds(),
 		vmHWM(sim.cmd.Process.Pid)>>10, vmHWM(leader.PID())>>10)
 
+	if os.Getenv("SHOAL_CPU_PROFILE_DIR") != "" {
+		// Stop everything now, so the profiles cover the measured run
+		// and are written (on SIGTERM) before the cleanup kills.
+		for _, m := range c.managers {
+			m.Stop(t)
+		}
+		sim.cmd.Process.Signal(syscall.SIGTERM)
+		<-sim.done
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if out, stderr, err := first.CLI(ctx, "service", "rm", service); err != nil {

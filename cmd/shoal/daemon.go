@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -71,10 +73,35 @@ func runDaemon(cmd *cobra.Command, g *globalOptions, o *daemonOptions) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if dir := os.Getenv(cpuProfileEnv); dir != "" {
+		end, err := startCPUProfile(dir, "shoal")
+		if err != nil {
+			return err
+		}
+		defer end()
+	}
 	logger.Info("starting shoal daemon", "version", version, "commit", buildCommit(), "pid", os.Getpid())
 	if err := d.Run(ctx); err != nil {
 		return err
 	}
 	logger.Info("shoal daemon stopped")
 	return nil
+}
+
+// cpuProfileEnv names a directory; when it is set, the daemon writes a CPU
+// profile of its whole run there (shoal-<pid>.pprof) when it stops on a
+// signal. It is for measuring the daemon under load (scripts/bench).
+const cpuProfileEnv = "SHOAL_CPU_PROFILE_DIR"
+
+func startCPUProfile(dir, prefix string) (end func(), err error) {
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", prefix, os.Getpid()))
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cpuProfileEnv, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: start CPU profile %s: %w", cpuProfileEnv, path, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,6 +91,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Like the daemon, profile the whole run when SHOAL_CPU_PROFILE_DIR is set.
+	if dir := os.Getenv("SHOAL_CPU_PROFILE_DIR"); dir != "" {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("simnodes-%d.pprof", os.Getpid())))
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	if err := run(ctx, log, config{token: token, managers: managers, count: count, prefix: prefix, dataDir: dataDir, readyFile: readyFile}); err != nil {
 		log.Error("simnodes failed", "err", err)
 		os.Exit(1)
