@@ -21,7 +21,11 @@ import (
 type Controller struct {
 	e      *Executor
 	taskID string
+	task   *shoalpb.Task
 	cfg    *containerConfig
+	// sandbox is the container holding the task's network namespace, for
+	// tasks attached to overlay networks (nil for the others).
+	sandbox *containerConfig
 }
 
 var (
@@ -53,6 +57,13 @@ func (c *Controller) inspect(ctx context.Context) (container.InspectResponse, er
 // Prepare checks the image is present and creates the container, or adopts
 // the container of the same task that already exists.
 func (c *Controller) Prepare(ctx context.Context) error {
+	if c.sandbox != nil {
+		// The task's container joins the sandbox's namespace, so the
+		// sandbox must exist before it is created.
+		if err := c.prepareSandbox(ctx); err != nil {
+			return err
+		}
+	}
 	info, err := c.inspect(ctx)
 	if err == nil {
 		return c.adopt(info)
@@ -104,6 +115,13 @@ func (c *Controller) Start(ctx context.Context) error {
 	info, err := c.inspect(ctx)
 	if err != nil {
 		return err
+	}
+	if c.sandbox != nil && (info.State.Status == container.StateCreated || info.State.Running) {
+		// Networks are attached before the task starts, and again when
+		// a restarted daemon adopts a running task.
+		if err := c.startSandbox(ctx); err != nil {
+			return err
+		}
 	}
 	if info.State.Status != container.StateCreated {
 		// Running, or ran already: Wait reports how it ended.
@@ -244,8 +262,18 @@ func (c *Controller) Terminate(ctx context.Context) error {
 }
 
 // Remove removes the container, killing it if it runs, and its anonymous
-// volumes.
+// volumes, then the task's sandbox and network attachments if it has them.
 func (c *Controller) Remove(ctx context.Context) error {
+	if err := c.removeContainer(ctx); err != nil {
+		return err
+	}
+	if c.sandbox != nil {
+		return c.removeSandbox(ctx)
+	}
+	return nil
+}
+
+func (c *Controller) removeContainer(ctx context.Context) error {
 	info, err := c.inspect(ctx)
 	if errors.Is(err, exec.ErrTaskNotFound) {
 		return nil

@@ -6,6 +6,11 @@
 // image is exec.ErrImageNotFound), adopts the containers of its own tasks
 // after a restart, and lists and removes the containers it owns on this node.
 //
+// A task attached to overlay networks runs in two containers: a sandbox
+// (image SandboxImage, made on the engine when first needed) that holds the
+// task's network namespace, plumbed by the node's Network before the task
+// starts, and the task's container, which joins that namespace.
+//
 // It only ever touches containers labelled with its node's ID: several nodes
 // may share one engine.
 //
@@ -55,6 +60,7 @@ type API interface {
 	ContainerWait(ctx context.Context, container string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
 	ContainerLogs(ctx context.Context, container string, options container.LogsOptions) (io.ReadCloser, error)
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ImageImport(ctx context.Context, source image.ImportSource, ref string, options image.ImportOptions) (io.ReadCloser, error)
 	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
 }
 
@@ -75,6 +81,11 @@ type Executor struct {
 	// controllers create (DefaultNetworkMode unless changed). Set it before
 	// the first Controller call.
 	NetworkMode string
+	// Network plumbs tasks attached to overlay networks; without it such
+	// tasks are rejected. Set it before the first Controller call.
+	Network Network
+
+	sandboxImage sandboxImageOnce
 }
 
 var _ exec.Executor = (*Executor)(nil)
@@ -118,7 +129,13 @@ func (e *Executor) Controller(t *shoalpb.Task) (exec.Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Controller{e: e, taskID: t.GetId(), cfg: cfg}, nil
+	c := &Controller{e: e, taskID: t.GetId(), task: t, cfg: cfg}
+	if len(t.GetNetworks()) > 0 {
+		if c.sandbox, err = e.sandboxConfig(t, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // ContainerRef names one container owned by this node.

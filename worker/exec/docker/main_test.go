@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -81,11 +82,16 @@ func setUpEngine() (cleanup func(), err error) {
 	if err := buildHelper(ctx, bin); err != nil {
 		return nil, err
 	}
+	_, sbErr := cli.ImageInspect(ctx, SandboxImage)
 	cleanup = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		removeRunContainers(ctx)
 		_, _ = cli.ImageRemove(ctx, testImage, image.RemoveOptions{Force: true, PruneChildren: true})
+		if cerrdefs.IsNotFound(sbErr) {
+			// The sandbox image did not exist before: the run made it.
+			_, _ = cli.ImageRemove(ctx, SandboxImage, image.RemoveOptions{PruneChildren: true})
+		}
 	}
 	if err := buildImage(ctx, bin); err != nil {
 		cleanup()

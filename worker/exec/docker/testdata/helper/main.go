@@ -7,6 +7,8 @@
 //	rm:PATH       remove PATH
 //	exists:PATH   exit 0 if PATH exists, 1 if not (a health check)
 //	mount:PATH    print the mountinfo line of the mount at PATH
+//	cat:PATH      print the contents of PATH
+//	hostname      print hostname=<the container's hostname>
 //	pause:DUR     sleep DUR
 //	ignore-term   ignore SIGTERM from now on
 //	wait:SIG      block until signal SIG (TERM, INT, USR1), then exit 0
@@ -55,6 +57,18 @@ func main() {
 			os.Exit(0)
 		case "mount":
 			printMount(arg)
+		case "cat":
+			b, err := os.ReadFile(arg)
+			if err != nil {
+				fail(err)
+			}
+			os.Stdout.Write(b)
+		case "hostname":
+			h, err := os.Hostname()
+			if err != nil {
+				fail(err)
+			}
+			fmt.Println("hostname=" + h)
 		case "pause":
 			d, err := time.ParseDuration(arg)
 			if err != nil {

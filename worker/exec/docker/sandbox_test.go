@@ -1,0 +1,140 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/shoal-project/shoal/proto/shoalpb"
+	"github.com/shoal-project/shoal/worker/exec"
+)
+
+// fakeNetwork records what the executor asks of the data plane.
+type fakeNetwork struct {
+	t        *testing.T
+	resolv   string
+	mu       sync.Mutex
+	attach   []int // pids
+	detach   int
+	onAttach func(pid int)
+}
+
+func (n *fakeNetwork) Attach(_ context.Context, _ *shoalpb.Task, pid int) error {
+	if n.onAttach != nil {
+		n.onAttach(pid)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.attach = append(n.attach, pid)
+	return nil
+}
+
+func (n *fakeNetwork) Detach(context.Context, *shoalpb.Task) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.detach++
+	return nil
+}
+
+func (n *fakeNetwork) ResolvConf(*shoalpb.Task) (string, error) { return n.resolv, nil }
+
+func netnsOf(t *testing.T, pid int) string {
+	t.Helper()
+	l, err := os.Readlink(filepath.Join("/proc", itoa(pid), "ns", "net"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestOverlayTaskRunsInItsSandbox(t *testing.T) {
+	e := newExecutor(t)
+	ctx := testCtx(t)
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.11\noptions ndots:0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	net := &fakeNetwork{t: t, resolv: resolv}
+	e.Network = net
+
+	tk := newTask("hostname", "cat:/etc/resolv.conf", "wait:TERM")
+	tk.Spec.Container.Hostname = "web-1"
+	tk.Networks = []*shoalpb.NetworkAttachment{{NetworkId: "n1", Vni: 4097, Addresses: []string{"198.19.0.5/24"}}}
+	c := controller(t, e, tk)
+	// When the networks are attached the sandbox runs and the task's
+	// container does not yet.
+	net.onAttach = func(pid int) {
+		if info, err := c.inspect(ctx); err != nil || info.State.Running {
+			t.Errorf("attach with the task's container running (%v)", err)
+		}
+		if info, err := c.inspectSandbox(ctx); err != nil || info.State.Pid != pid {
+			t.Errorf("attach to pid %d, not the sandbox's (%v)", pid, err)
+		}
+	}
+	doUntil(t, ctx, tk, c, shoalpb.TaskState_TASK_STATE_RUNNING)
+	waitForLine(t, ctx, c, "hostname=web-1")
+	waitForLine(t, ctx, c, "nameserver 127.0.0.11")
+
+	info := inspect(t, ctx, c)
+	sbInfo, err := c.inspectSandbox(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := sbInfo.State.Pid
+	// The engine records the sandbox by ID.
+	if got, want := string(info.HostConfig.NetworkMode), "container:"+sbInfo.ID; got != want {
+		t.Fatalf("task container network mode %q, want %q", got, want)
+	}
+	if a, b := netnsOf(t, info.State.Pid), netnsOf(t, sb); a != b {
+		t.Fatalf("task in network namespace %s, its sandbox in %s", a, b)
+	}
+	if len(net.attach) != 1 {
+		t.Fatalf("%d attaches, want 1", len(net.attach))
+	}
+
+	// A restarted daemon's controller attaches the running task again.
+	net.onAttach = nil
+	c2 := controller(t, e, tk)
+	if err := c2.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(net.attach) != 2 || net.attach[1] != sb {
+		t.Fatalf("attaches after adoption: %v, want a second one to pid %d", net.attach, sb)
+	}
+
+	if err := c2.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.inspect(ctx); !errors.Is(err, exec.ErrTaskNotFound) {
+		t.Fatalf("task container after Remove: %v", err)
+	}
+	if _, err := c2.inspectSandbox(ctx); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("sandbox after Remove: %v", err)
+	}
+	if net.detach != 1 {
+		t.Fatalf("%d detaches, want 1", net.detach)
+	}
+}
+
+func TestOverlayTaskWithoutDataPlaneIsRejected(t *testing.T) {
+	needEngine(t)
+	e := New(cli, "node-x", "w9")
+	tk := newTask("exit:0")
+	tk.Networks = []*shoalpb.NetworkAttachment{{NetworkId: "n1"}}
+	_, err := e.Controller(tk)
+	if err == nil || !strings.Contains(err.Error(), "overlay") || !strings.Contains(err.Error(), "w9") {
+		t.Fatalf("Controller = %v, want an error naming the missing overlay data plane and the node", err)
+	}
+}
