@@ -1,7 +1,9 @@
 // Package gossip runs the node's memberlist: encrypted gossip that finds
 // the cluster's members and suspects failures fast. Gossip is never a source
-// of truth for cluster state; it informs liveness and reachability and will
-// carry the overlay endpoint table.
+// of truth for cluster state; it informs liveness and reachability and
+// carries the overlay endpoint table (overlay/netdb), which plugs in through
+// Config.Delegate and Config.Events and reaches single members through
+// SendReliable.
 //
 // It must not import manager/, worker/ or raftstore/.
 package gossip
@@ -35,14 +37,25 @@ type Config struct {
 	// Key encrypts all gossip (16, 24 or 32 bytes).
 	Key    []byte
 	Logger *slog.Logger
+	// Delegate, if set, carries application data over gossip: its
+	// broadcasts piggyback on gossip messages, its state rides the
+	// periodic push/pull and it receives the messages sent with
+	// SendReliable. overlay/netdb's DB.Delegate is one.
+	Delegate memberlist.Delegate
+	// Events, if set, is told of every membership change after Gossip
+	// itself has handled it. It is called from memberlist's own goroutines
+	// with memberlist's locks held: it must not block, nor call back into
+	// Gossip.
+	Events memberlist.EventDelegate
 }
 
 // Gossip is a running member of the cluster's gossip pool.
 type Gossip struct {
-	ml   *memberlist.Memberlist
-	log  *slog.Logger
-	mu   sync.Mutex
-	subs []chan string
+	ml     *memberlist.Memberlist
+	log    *slog.Logger
+	events memberlist.EventDelegate
+	mu     sync.Mutex
+	subs   []chan string
 }
 
 // Start joins nobody yet: it opens the gossip listener.
@@ -50,7 +63,7 @@ func Start(cfg Config) (*Gossip, error) {
 	if len(cfg.Key) != 16 && len(cfg.Key) != 24 && len(cfg.Key) != 32 {
 		return nil, fmt.Errorf("gossip key has %d bytes; want 16, 24 or 32", len(cfg.Key))
 	}
-	g := &Gossip{log: cfg.Logger}
+	g := &Gossip{log: cfg.Logger, events: cfg.Events}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.NodeID
 	mc.BindAddr = cfg.BindIP
@@ -66,6 +79,7 @@ func Start(cfg Config) (*Gossip, error) {
 	mc.ProbeTimeout = 300 * time.Millisecond
 	mc.SuspicionMult = 3
 	mc.Events = g
+	mc.Delegate = cfg.Delegate
 	mc.Logger = log.New(&levelWriter{log: cfg.Logger}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -118,26 +132,50 @@ func (g *Gossip) Dead() <-chan string {
 	return ch
 }
 
+// SendReliable sends msg to the member nodeID over a TCP stream, encrypted
+// like all gossip; the member's Config.Delegate receives it in NotifyMsg.
+func (g *Gossip) SendReliable(nodeID string, msg []byte) error {
+	for _, m := range g.ml.Members() {
+		if m.Name == nodeID {
+			if err := g.ml.SendReliable(m, msg); err != nil {
+				return fmt.Errorf("gossip send to %s: %w", nodeID, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("gossip send to %s: not a live member", nodeID)
+}
+
 // NotifyJoin implements memberlist.EventDelegate.
 func (g *Gossip) NotifyJoin(n *memberlist.Node) {
 	g.log.Debug("gossip member alive", "node", n.Name, "addr", n.Address())
+	if g.events != nil {
+		g.events.NotifyJoin(n)
+	}
 }
 
 // NotifyLeave implements memberlist.EventDelegate.
 func (g *Gossip) NotifyLeave(n *memberlist.Node) {
 	g.log.Info("gossip member gone", "node", n.Name, "addr", n.Address())
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	for _, ch := range g.subs {
 		select {
 		case ch <- n.Name:
 		default:
 		}
 	}
+	g.mu.Unlock()
+	if g.events != nil {
+		g.events.NotifyLeave(n)
+	}
 }
 
 // NotifyUpdate implements memberlist.EventDelegate.
-func (g *Gossip) NotifyUpdate(*memberlist.Node) {}
+func (g *Gossip) NotifyUpdate(n *memberlist.Node) {
+	if g.events != nil {
+		g.events.NotifyUpdate(n)
+	}
+}
 
 // Leave tells the others this member is going, then stops.
 func (g *Gossip) Leave(timeout time.Duration) {
