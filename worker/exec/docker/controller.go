@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -82,8 +83,11 @@ func (c *Controller) Prepare(ctx context.Context) error {
 	case err == nil:
 		return nil
 	case cerrdefs.IsConflict(err):
-		// Made meanwhile by another controller of this task.
-		info, ierr := c.inspect(ctx)
+		// Made meanwhile by another controller of this task, or by an
+		// earlier create whose caller gave up on it (an interrupted
+		// step): the engine may still be making it, so it can take a
+		// moment to become visible.
+		info, ierr := c.awaitCreated(ctx)
 		if ierr == nil {
 			return c.adopt(info)
 		}
@@ -92,6 +96,27 @@ func (c *Controller) Prepare(ctx context.Context) error {
 		return c.imageNotFound()
 	}
 	return fmt.Errorf("creating container %s: %w", c.cfg.name, err)
+}
+
+// conflictWait bounds how long Prepare waits for a container whose name
+// is taken to become visible.
+const conflictWait = 10 * time.Second
+
+// awaitCreated inspects the container until it is visible, for up to
+// conflictWait.
+func (c *Controller) awaitCreated(ctx context.Context) (container.InspectResponse, error) {
+	deadline := time.Now().Add(conflictWait)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		info, err := c.inspect(ctx)
+		if err == nil || !errors.Is(err, exec.ErrTaskNotFound) || time.Now().After(deadline) {
+			return info, err
+		}
+		select {
+		case <-ctx.Done():
+			return info, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 func (c *Controller) imageNotFound() error {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 
@@ -136,5 +137,31 @@ func TestOverlayTaskWithoutDataPlaneIsRejected(t *testing.T) {
 	_, err := e.Controller(tk)
 	if err == nil || !strings.Contains(err.Error(), "overlay") || !strings.Contains(err.Error(), "w9") {
 		t.Fatalf("Controller = %v, want an error naming the missing overlay data plane and the node", err)
+	}
+}
+
+// TestPrepareWaitsForAContainerBeingMade covers a step interrupted during
+// its create: the name is taken while the engine still makes the
+// container, and the next Prepare must adopt it once it is visible.
+func TestPrepareWaitsForAContainerBeingMade(t *testing.T) {
+	e := newExecutor(t)
+	ctx := testCtx(t)
+	tk := newTask("wait:TERM")
+	c := controller(t, e, tk)
+	made := make(chan error, 1)
+	go func() {
+		// Let awaitCreated look (and miss) a few times first.
+		time.Sleep(300 * time.Millisecond)
+		made <- controller(t, e, tk).Prepare(ctx)
+	}()
+	info, err := c.awaitCreated(ctx)
+	if err != nil {
+		t.Fatalf("awaitCreated: %v", err)
+	}
+	if err := <-made; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.adopt(info); err != nil {
+		t.Fatal(err)
 	}
 }
