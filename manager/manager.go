@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shoal-project/shoal/identity"
+	"github.com/shoal-project/shoal/manager/allocator"
 	"github.com/shoal-project/shoal/manager/controlapi"
 	"github.com/shoal-project/shoal/manager/dispatcher"
 	"github.com/shoal-project/shoal/manager/logbroker"
@@ -25,6 +26,7 @@ import (
 	"github.com/shoal-project/shoal/manager/orchestrator/jobs"
 	"github.com/shoal-project/shoal/manager/orchestrator/replicated"
 	"github.com/shoal-project/shoal/manager/orchestrator/taskreaper"
+	"github.com/shoal-project/shoal/manager/orchestrator/update"
 	"github.com/shoal-project/shoal/manager/store"
 	"github.com/shoal-project/shoal/proto/shoalpb"
 	"github.com/shoal-project/shoal/raftstore"
@@ -44,6 +46,8 @@ type Dialer func(ctx context.Context, addr string) (grpc.ClientConnInterface, er
 type Bootstrap struct {
 	Cluster *shoalpb.Cluster
 	Node    *shoalpb.Node
+	// Networks are created with them (the ingress network).
+	Networks []*shoalpb.Network
 }
 
 // Config configures a Manager.
@@ -246,6 +250,10 @@ func (m *Manager) orchestrators() map[string]runner {
 	add("taskreaper", tr, err)
 	ce, err := constraintenforcer.New(cfg)
 	add("constraintenforcer", ce, err)
+	up, err := update.New(cfg)
+	add("updater", up, err)
+	al, err := allocator.New(cfg)
+	add("allocator", al, err)
 	return loops
 }
 
@@ -259,10 +267,14 @@ func (m *Manager) establish(ctx context.Context) error {
 	var haveCluster bool
 	m.store.View(func(tx store.ReadTx) { haveCluster = tx.Cluster() != nil })
 	if b := m.cfg.Bootstrap; b != nil && !haveCluster {
-		_, err := m.prop.Propose(bctx, &shoalpb.Command{Actions: []*shoalpb.StoreAction{
+		actions := []*shoalpb.StoreAction{
 			{Kind: shoalpb.ActionKind_ACTION_KIND_CREATE, Target: &shoalpb.StoreAction_Cluster{Cluster: b.Cluster}},
 			{Kind: shoalpb.ActionKind_ACTION_KIND_CREATE, Target: &shoalpb.StoreAction_Node{Node: b.Node}},
-		}})
+		}
+		for _, n := range b.Networks {
+			actions = append(actions, &shoalpb.StoreAction{Kind: shoalpb.ActionKind_ACTION_KIND_CREATE, Target: &shoalpb.StoreAction_Network{Network: n}})
+		}
+		_, err := m.prop.Propose(bctx, &shoalpb.Command{Actions: actions})
 		if err != nil {
 			return fmt.Errorf("write initial cluster objects: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,11 @@ type peerInfo struct {
 type clusterInfo struct {
 	ID   string
 	Spec clusterSpecInfo
+	// DefaultAddrPool, SubnetSize and DataPathPort are the overlay network
+	// settings fixed at swarm init (shown by managers).
+	DefaultAddrPool []string `json:",omitempty"`
+	SubnetSize      uint32   `json:",omitempty"`
+	DataPathPort    uint32   `json:",omitempty"`
 }
 
 type clusterSpecInfo struct {
@@ -82,6 +88,9 @@ func newInfoView(r *shoalpb.InfoResponse) infoView {
 		v.Swarm.Cluster.ID = r.GetClusterId()
 		v.Swarm.Cluster.Spec.Dispatcher.HeartbeatPeriod = time.Duration(r.GetHeartbeatPeriodNs())
 		v.Swarm.Cluster.Spec.CAConfig.NodeCertExpiry = time.Duration(r.GetCertExpiryNs())
+		v.Swarm.Cluster.DefaultAddrPool = r.GetDefaultAddrPool()
+		v.Swarm.Cluster.SubnetSize = r.GetSubnetSize()
+		v.Swarm.Cluster.DataPathPort = r.GetDataPathPort()
 	}
 	if n := r.GetCertNotAfter(); n != 0 {
 		v.Swarm.NodeCertificateExpiry = time.Unix(0, n).UTC()
@@ -151,6 +160,11 @@ func printInfo(w io.Writer, v infoView) {
 		if s.ControlAvailable {
 			fmt.Fprintf(w, "  Managers: %d\n", s.Managers)
 			fmt.Fprintf(w, "  Nodes: %d\n", s.Nodes)
+			if c := s.Cluster; len(c.DefaultAddrPool) > 0 {
+				fmt.Fprintf(w, "  Default Address Pool: %s\n", strings.Join(c.DefaultAddrPool, " "))
+				fmt.Fprintf(w, "  SubnetSize: %d\n", c.SubnetSize)
+				fmt.Fprintf(w, "  Data Path Port: %d\n", c.DataPathPort)
+			}
 			fmt.Fprintln(w, "  Raft:")
 			leader := s.RaftLeader
 			if leader == "" {

@@ -79,6 +79,8 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 		newSwarmCmd(g),
 		newNodeCmd(g),
 		newServiceCmd(g),
+		newNetworkCmd(g),
+		newStackCmd(g),
 	)
 	noFlagsInUseLine(root)
 	return root

@@ -22,7 +22,9 @@ func newServiceCmd(g *globalOptions) *cobra.Command {
 		newServiceLsCmd(g),
 		newServicePsCmd(g),
 		newServiceRmCmd(g),
+		newServiceRollbackCmd(g),
 		newServiceScaleCmd(g),
+		newServiceUpdateCmd(g),
 	)
 }
 
@@ -109,8 +111,9 @@ func newServiceRow(s *shoalpb.Service, st *shoalpb.ServiceStatus) serviceRow {
 		ID:       shortID(s.GetId()),
 		Name:     s.GetSpec().GetName(),
 		Mode:     serviceModeWord(s.GetSpec()),
-		Replicas: replicasText(s.GetSpec(), st),
+		Replicas: replicasText(s.GetSpec(), st) + updateStateSuffix(s),
 		Image:    shortImage(s.GetSpec().GetTask().GetContainer().GetImage()),
+		Ports:    servicePorts(s),
 	}
 }
 

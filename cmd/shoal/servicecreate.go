@@ -45,6 +45,12 @@ type serviceCreateOptions struct {
 	hostname        string
 	mounts          mountValue
 
+	networks     networkFlagValue
+	endpointMode *enumValue
+	ports        portFlagValue
+
+	update, rollback *updateConfigFlags
+
 	detach bool
 	quiet  bool
 }
@@ -62,6 +68,9 @@ func newServiceCreateCmd(g *globalOptions) *cobra.Command {
 		healthInterval:    durationValue{min: time.Millisecond},
 		healthTimeout:     durationValue{min: time.Millisecond},
 		healthStartPeriod: durationValue{min: time.Millisecond},
+		update:            newUpdateConfigFlags("update"),
+		rollback:          newUpdateConfigFlags("rollback"),
+		endpointMode:      newEnum("endpoint mode", "vip", "vip", "dnsrr"),
 	}
 	cmd := &cobra.Command{
 		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
@@ -119,6 +128,11 @@ func newServiceCreateCmd(g *globalOptions) *cobra.Command {
 	f.StringVarP(&o.user, "user", "u", "", "Username or UID (format: <name|uid>[:<group|gid>])")
 	f.StringVar(&o.hostname, "hostname", "", "Container hostname")
 	f.Var(&o.mounts, "mount", "Attach a filesystem mount to the service (type=bind|volume|tmpfs,source=…,target=…,…)")
+	f.Var(&o.networks, "network", "Network attachments (NETWORK, or name=NETWORK,alias=ALIAS)")
+	f.Var(o.endpointMode, "endpoint-mode", `Endpoint mode ("vip", "dnsrr")`)
+	f.VarP(&o.ports, "publish", "p", "Publish a port as a node port ([PUBLISHED:]TARGET[/PROTOCOL], or published=P,target=T,protocol=tcp|udp,mode=ingress|host)")
+	o.update.add(f)
+	o.rollback.add(f)
 	f.BoolVarP(&o.detach, "detach", "d", false, "Exit immediately instead of waiting for the service to converge")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "Suppress progress output")
 	return cmd
@@ -156,6 +170,12 @@ func (o *serviceCreateOptions) spec(cmd *cobra.Command, args []string) (*shoalpb
 	if err := o.setMode(cmd, spec); err != nil {
 		return nil, err
 	}
+	job := o.mode.value == "replicated-job" || o.mode.value == "global-job"
+	if job && (o.update.changed(f) || o.rollback.changed(f)) {
+		return nil, usageErrorf(cmd, "--mode %s: jobs have no update or rollback config (--update-* and --rollback-* flags)", o.mode.value)
+	}
+	spec.Update = o.update.apply(f, nil)
+	spec.Rollback = o.rollback.apply(f, nil)
 	hc, err := o.healthcheck(cmd)
 	if err != nil {
 		return nil, err
@@ -172,6 +192,8 @@ func (o *serviceCreateOptions) spec(cmd *cobra.Command, args []string) (*shoalpb
 		}
 		spec.Task.Resources = r
 	}
+	spec.Task.Networks = o.networks.attachments
+	spec.Endpoint = endpointSpec(o.endpointMode, f.Changed("endpoint-mode"), o.ports.ports)
 	if len(o.constraints.exprs) > 0 || len(o.placementPrefs.prefs) > 0 || o.maxPerNode.v > 0 {
 		spec.Task.Placement = &shoalpb.Placement{
 			Constraints: o.constraints.exprs,

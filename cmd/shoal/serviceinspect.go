@@ -22,8 +22,13 @@ type serviceJSON struct {
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	Spec         serviceSpecJSON
-	PreviousSpec *serviceSpecJSON `json:",omitempty"`
-	JobStatus    *jobStatusJSON   `json:",omitempty"`
+	PreviousSpec *serviceSpecJSON  `json:",omitempty"`
+	Endpoint     *endpointJSON     `json:",omitempty"`
+	UpdateStatus *updateStatusJSON `json:",omitempty"`
+	JobStatus    *jobStatusJSON    `json:",omitempty"`
+
+	// networkNames names the networks of --pretty output, by ID.
+	networkNames map[string]string
 }
 
 type serviceSpecJSON struct {
@@ -31,6 +36,10 @@ type serviceSpecJSON struct {
 	Labels       map[string]string
 	TaskTemplate taskSpecJSON
 	Mode         serviceModeJSON
+	// UpdateConfig and RollbackConfig: see serviceupdatejson.go.
+	UpdateConfig   *updateConfigJSON `json:",omitempty"`
+	RollbackConfig *updateConfigJSON `json:",omitempty"`
+	EndpointSpec   *endpointSpecJSON `json:",omitempty"`
 }
 
 type taskSpecJSON struct {
@@ -38,6 +47,7 @@ type taskSpecJSON struct {
 	Resources     resourceRequirementsJSON
 	RestartPolicy *restartPolicyJSON `json:",omitempty"`
 	Placement     placementJSON
+	Networks      []networkAttachmentConfigJSON `json:",omitempty"`
 	ForceUpdate   uint64
 }
 
@@ -153,11 +163,13 @@ func newServiceJSON(s *shoalpb.Service) serviceJSON {
 		CreatedAt: unixNano(s.GetMeta().GetCreatedAt()),
 		UpdatedAt: unixNano(s.GetMeta().GetUpdatedAt()),
 		Spec:      newServiceSpecJSON(s.GetSpec()),
+		Endpoint:  newEndpointJSON(s.GetEndpoint()),
 	}
 	if s.GetPreviousSpec() != nil {
 		prev := newServiceSpecJSON(s.GetPreviousSpec())
 		v.PreviousSpec = &prev
 	}
+	v.UpdateStatus = newUpdateStatusJSON(s.GetUpdateStatus())
 	if js := s.GetJobStatus(); js != nil {
 		v.JobStatus = &jobStatusJSON{JobIteration: objectVersion{Index: js.GetJobIteration()}, LastExecution: unixNano(js.GetLastExecution())}
 	}
@@ -195,8 +207,12 @@ func newServiceSpecJSON(spec *shoalpb.ServiceSpec) serviceSpecJSON {
 				Constraints: task.GetPlacement().GetConstraints(),
 				MaxReplicas: task.GetPlacement().GetMaxReplicas(),
 			},
+			Networks:    newNetworksJSON(task.GetNetworks()),
 			ForceUpdate: task.GetForceUpdate(),
 		},
+		UpdateConfig:   newUpdateConfigJSON(spec.GetUpdate()),
+		RollbackConfig: newUpdateConfigJSON(spec.GetRollback()),
+		EndpointSpec:   newEndpointSpecJSON(spec.GetEndpoint()),
 	}
 	for _, m := range c.GetMounts() {
 		v.TaskTemplate.ContainerSpec.Mounts = append(v.TaskTemplate.ContainerSpec.Mounts, newMountJSON(m))
@@ -318,6 +334,12 @@ func runServiceInspect(cmd *cobra.Command, g *globalOptions, o *serviceInspectOp
 				return err
 			}
 		}
+		if o.pretty {
+			names := networkNames(cmd, c)
+			for i := range services {
+				services[i].networkNames = names
+			}
+		}
 		if err := printServices(cmd.OutOrStdout(), o, tmpl, services); err != nil {
 			return err
 		}
@@ -383,6 +405,7 @@ func servicePretty(s serviceJSON) string {
 	case m.GlobalJob != nil:
 		kv("Service Mode", "Global Job")
 	}
+	writeUpdateStatusPretty(s.UpdateStatus, prettyNow(), kv, line)
 	t := spec.TaskTemplate
 	line("Placement:")
 	if p := t.Placement; len(p.Constraints) > 0 {
@@ -405,6 +428,7 @@ func servicePretty(s serviceJSON) string {
 			kv(" Window", dur(r.Window))
 		}
 	}
+	writeUpdateConfigsPretty(spec, kv, line)
 	c := t.ContainerSpec
 	line("ContainerSpec:")
 	kv(" Image", c.Image)
@@ -467,6 +491,7 @@ func servicePretty(s serviceJSON) string {
 			}
 		}
 	}
+	writeEndpointPretty(&b, s, kv, line)
 	return b.String()
 }
 

@@ -18,6 +18,8 @@ const (
 	defaultCertExpiry       = 90 * 24 * time.Hour
 	defaultTaskHistoryLimit = 5
 	defaultSnapshotInterval = 10000
+	defaultSubnetSize       = 24
+	defaultDataPathPort     = 4789
 )
 
 func newSwarmCmd(g *globalOptions) *cobra.Command {
@@ -37,6 +39,9 @@ type swarmInitOptions struct {
 	heartbeat        time.Duration
 	certExpiry       time.Duration
 	taskHistoryLimit int64
+	addrPools        addrPoolValue
+	subnetSize       uint32
+	dataPathPort     uint32
 }
 
 func newSwarmInitCmd(g *globalOptions) *cobra.Command {
@@ -56,10 +61,28 @@ func newSwarmInitCmd(g *globalOptions) *cobra.Command {
 	f.DurationVar(&o.heartbeat, "dispatcher-heartbeat", defaultHeartbeat, "Dispatcher heartbeat period (ns|us|ms|s|m|h)")
 	f.DurationVar(&o.certExpiry, "cert-expiry", defaultCertExpiry, "Validity period for node certificates (ns|us|ms|s|m|h)")
 	f.Int64Var(&o.taskHistoryLimit, "task-history-limit", defaultTaskHistoryLimit, "Task history retention limit")
+	f.Var(&o.addrPools, "default-addr-pool", "Default address pool in CIDR format, repeatable (default [10.0.0.0/8])")
+	f.Uint32Var(&o.subnetSize, "default-addr-pool-mask-length", defaultSubnetSize, "Default address pool subnet mask length")
+	f.Uint32Var(&o.dataPathPort, "data-path-port", defaultDataPathPort, "Port number to use for data path traffic (1024 - 49151)")
 	return cmd
 }
 
 func runSwarmInit(cmd *cobra.Command, g *globalOptions, o *swarmInitOptions) error {
+	// Unset network settings are left to the daemon's defaults.
+	f := cmd.Flags()
+	var subnetSize, dataPathPort uint32
+	if f.Changed("default-addr-pool-mask-length") {
+		if o.subnetSize < 1 || o.subnetSize > 32 {
+			return usageErrorf(cmd, "invalid --default-addr-pool-mask-length %d: must be a prefix length between 1 and 32", o.subnetSize)
+		}
+		subnetSize = o.subnetSize
+	}
+	if f.Changed("data-path-port") {
+		if o.dataPathPort < 1024 || o.dataPathPort > 49151 {
+			return usageErrorf(cmd, "invalid --data-path-port %d: must be between 1024 and 49151", o.dataPathPort)
+		}
+		dataPathPort = o.dataPathPort
+	}
 	return g.withClient(func(c *client) error {
 		ctx := cmd.Context()
 		resp, err := call(ctx, c, c.daemon.Init, &shoalpb.InitRequest{
@@ -69,6 +92,9 @@ func runSwarmInit(cmd *cobra.Command, g *globalOptions, o *swarmInitOptions) err
 			DispatcherHeartbeatNs: int64(o.heartbeat),
 			CertExpiryNs:          int64(o.certExpiry),
 			TaskHistoryLimit:      o.taskHistoryLimit,
+			DefaultAddrPool:       o.addrPools.pools,
+			SubnetSize:            subnetSize,
+			DataPathPort:          dataPathPort,
 		})
 		if err != nil {
 			return err

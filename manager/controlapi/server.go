@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -43,6 +44,10 @@ type Server struct {
 	NewJoinToken func(caDigest string) (string, error)
 	// NewID makes a fresh object ID (25 base-36 characters) for services.
 	NewID func() string
+
+	// networkMu serialises the allocation of networks (VNIs, subnets)
+	// with their write: see lockNetworks.
+	networkMu sync.Mutex
 }
 
 func (s *Server) now() int64 { return s.Now().UnixNano() }

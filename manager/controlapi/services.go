@@ -2,6 +2,7 @@ package controlapi
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -86,6 +87,9 @@ func (s *Server) CreateService(ctx context.Context, req *shoalpb.CreateServiceRe
 	if err := validateServiceSpec(spec); err != nil {
 		return nil, err
 	}
+	if err := s.resolveNetworks(spec, ""); err != nil {
+		return nil, err
+	}
 	var taken bool
 	s.Store.View(func(tx store.ReadTx) { taken = tx.ServiceByName(spec.Name) != nil })
 	if taken {
@@ -95,16 +99,7 @@ func (s *Server) CreateService(ctx context.Context, req *shoalpb.CreateServiceRe
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
-	svc := &shoalpb.Service{
-		Id:          id,
-		Meta:        &shoalpb.Meta{CreatedAt: now, UpdatedAt: now},
-		Spec:        spec,
-		SpecVersion: 1,
-	}
-	if isJobSpec(spec) {
-		svc.JobStatus = &shoalpb.JobStatus{LastExecution: now}
-	}
+	svc := newService(id, spec, s.now())
 	err = s.propose(ctx, &shoalpb.StoreAction{Kind: shoalpb.ActionKind_ACTION_KIND_CREATE, Target: &shoalpb.StoreAction_Service{Service: svc}})
 	if status.Code(err) == codes.AlreadyExists {
 		// Another create took the name between our check and our write.
@@ -167,6 +162,7 @@ func fillDefaults(spec *shoalpb.ServiceSpec) {
 	if spec.Task.Restart.DelayNs == nil {
 		spec.Task.Restart.DelayNs = proto.Int64(int64(DefaultRestartDelay))
 	}
+	fillUpdateDefaults(spec)
 	if j := spec.GetReplicatedJob(); j != nil {
 		// As docker: each count defaults to the other, and both to 1.
 		switch {
@@ -293,27 +289,25 @@ func (s *Server) UpdateService(ctx context.Context, req *shoalpb.UpdateServiceRe
 	if v := cur.GetMeta().GetVersion(); req.GetVersion() != v {
 		return nil, status.Errorf(codes.Aborted, "service %s: version %d, stored %d: update out of sequence", cur.GetSpec().GetName(), req.GetVersion(), v)
 	}
-	spec := normalizedSpec(req.GetSpec())
-	if err := validateServiceSpec(spec); err != nil {
-		return nil, err
-	}
-	if old := cur.GetSpec().GetName(); spec.Name != old {
-		return nil, invalid("invalid service name %q: renaming services is not supported (the service is named %q)", spec.Name, old)
-	}
-	if old, nw := modeName(cur.GetSpec()), modeName(spec); old != nw {
-		return nil, invalid("invalid service mode %s: changing the mode of a service is not supported (the service is %s)", nw, old)
-	}
-	now := s.now()
-	svc := proto.Clone(cur).(*shoalpb.Service)
-	svc.Meta = &shoalpb.Meta{Version: req.GetVersion(), CreatedAt: cur.GetMeta().GetCreatedAt(), UpdatedAt: now}
-	svc.PreviousSpec = cur.GetSpec()
-	svc.Spec = spec
-	if !proto.Equal(cur.GetSpec().GetTask(), spec.GetTask()) {
-		svc.SpecVersion++
-	}
-	if isJobSpec(spec) {
-		// Every update of a job runs it again.
-		svc.JobStatus = &shoalpb.JobStatus{JobIteration: cur.GetJobStatus().GetJobIteration() + 1, LastExecution: now}
+	var svc *shoalpb.Service
+	if req.GetRollback() {
+		if req.GetSpec() != nil {
+			return nil, invalid("service %s: a rollback restores the previous spec and takes no new one", cur.GetSpec().GetName())
+		}
+		if svc, err = rolledBackService(cur, s.now()); err != nil {
+			return nil, err
+		}
+	} else {
+		spec := normalizedSpec(req.GetSpec())
+		if err := validateServiceSpec(spec); err != nil {
+			return nil, err
+		}
+		if err := s.resolveNetworks(spec, cur.Id); err != nil {
+			return nil, err
+		}
+		if svc, err = updatedService(cur, spec, s.now()); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.propose(ctx, &shoalpb.StoreAction{Kind: shoalpb.ActionKind_ACTION_KIND_UPDATE, Target: &shoalpb.StoreAction_Service{Service: svc}}); err != nil {
 		return nil, err
@@ -323,6 +317,155 @@ func (s *Server) UpdateService(ctx context.Context, req *shoalpb.UpdateServiceRe
 		return nil, err
 	}
 	return &shoalpb.UpdateServiceResponse{Service: out}, nil
+}
+
+// newService is the service CreateService and DeployStack store for a
+// validated spec with its defaults.
+func newService(id string, spec *shoalpb.ServiceSpec, now int64) *shoalpb.Service {
+	svc := &shoalpb.Service{
+		Id:          id,
+		Meta:        &shoalpb.Meta{CreatedAt: now, UpdatedAt: now},
+		Spec:        spec,
+		SpecVersion: 1,
+	}
+	if isJobSpec(spec) {
+		svc.JobStatus = &shoalpb.JobStatus{LastExecution: now}
+	}
+	return svc
+}
+
+// updatedService returns cur with spec (validated, with its defaults) in
+// force, written at cur's version: every change of a service's spec goes
+// through here (UpdateService, DeployStack). A change of the task spec
+// bumps spec_version, so the tasks made from the old one are rolled out.
+func updatedService(cur *shoalpb.Service, spec *shoalpb.ServiceSpec, now int64) (*shoalpb.Service, error) {
+	if old := cur.GetSpec().GetName(); spec.Name != old {
+		return nil, invalid("invalid service name %q: renaming services is not supported (the service is named %q)", spec.Name, old)
+	}
+	if old, nw := modeName(cur.GetSpec()), modeName(spec); old != nw {
+		return nil, invalid("invalid service mode %s: changing the mode of a service is not supported (the service is %s)", nw, old)
+	}
+	svc := proto.Clone(cur).(*shoalpb.Service)
+	svc.Meta = &shoalpb.Meta{Version: cur.GetMeta().GetVersion(), CreatedAt: cur.GetMeta().GetCreatedAt(), UpdatedAt: now}
+	svc.PreviousSpec = cur.GetSpec()
+	svc.PreviousSpecVersion = cur.GetSpecVersion()
+	svc.Spec = spec
+	if !proto.Equal(cur.GetSpec().GetTask(), spec.GetTask()) {
+		svc.SpecVersion++
+		if !isJobSpec(spec) {
+			svc.UpdateStatus = &shoalpb.UpdateStatus{State: shoalpb.UpdateStatus_STATE_UPDATING, StartedAt: now, Message: "update in progress"}
+		}
+	} else if updatePaused(cur) {
+		// As with docker, updating a service again resumes a paused
+		// update (or a paused rollback, as an update of its spec).
+		svc.UpdateStatus = &shoalpb.UpdateStatus{State: shoalpb.UpdateStatus_STATE_UPDATING, StartedAt: now, Message: "update in progress"}
+	}
+	if isJobSpec(spec) {
+		// Every update of a job runs it again.
+		svc.JobStatus = &shoalpb.JobStatus{JobIteration: cur.GetJobStatus().GetJobIteration() + 1, LastExecution: now}
+	}
+	return svc, nil
+}
+
+func updatePaused(svc *shoalpb.Service) bool {
+	switch svc.GetUpdateStatus().GetState() {
+	case shoalpb.UpdateStatus_STATE_PAUSED, shoalpb.UpdateStatus_STATE_ROLLBACK_PAUSED:
+		return true
+	}
+	return false
+}
+
+// rolledBackService returns cur with its previous spec restored, written
+// at cur's version: docker's `service rollback`. The spec rolled back from
+// becomes the previous spec, so a second rollback undoes the first. When
+// the task spec changes the spec version moves forward (never back), so
+// the tasks made from the spec rolled back from are the outdated ones.
+func rolledBackService(cur *shoalpb.Service, now int64) (*shoalpb.Service, error) {
+	if cur.GetPreviousSpec() == nil {
+		return nil, precondition("service %s has no previous spec", cur.GetSpec().GetName())
+	}
+	svc := proto.Clone(cur).(*shoalpb.Service)
+	svc.Meta = &shoalpb.Meta{Version: cur.GetMeta().GetVersion(), CreatedAt: cur.GetMeta().GetCreatedAt(), UpdatedAt: now}
+	svc.Spec, svc.PreviousSpec = svc.PreviousSpec, svc.Spec
+	svc.PreviousSpecVersion = cur.GetSpecVersion()
+	if !proto.Equal(cur.GetSpec().GetTask(), svc.GetSpec().GetTask()) {
+		svc.SpecVersion = cur.GetSpecVersion() + 1
+	}
+	if isJobSpec(svc.Spec) {
+		svc.JobStatus = &shoalpb.JobStatus{JobIteration: cur.GetJobStatus().GetJobIteration() + 1, LastExecution: now}
+	} else {
+		svc.UpdateStatus = &shoalpb.UpdateStatus{State: shoalpb.UpdateStatus_STATE_ROLLBACK_STARTED, StartedAt: now, Message: "manually requested rollback"}
+	}
+	return svc, nil
+}
+
+// Defaults of update and rollback configs, shown by GetService with
+// insert_defaults. They are those of manager/orchestrator/update, which
+// applies them.
+const (
+	DefaultUpdateParallelism = 1
+	DefaultUpdateMonitor     = 5 * time.Second
+	DefaultUpdateTaskTimeout = 2 * time.Minute
+)
+
+// validateUpdateConfigs checks a spec's update and rollback configs; jobs
+// have none, as with docker. Every error names the value.
+func validateUpdateConfigs(spec *shoalpb.ServiceSpec) error {
+	if isJobSpec(spec) && (spec.GetUpdate() != nil || spec.GetRollback() != nil) {
+		return invalid("service %s: jobs may not have an update or rollback config (every update of a job runs it again)", spec.GetName())
+	}
+	for _, c := range []struct {
+		what string
+		cfg  *shoalpb.UpdateConfig
+	}{{"update", spec.GetUpdate()}, {"rollback", spec.GetRollback()}} {
+		u := c.cfg
+		if u == nil {
+			continue
+		}
+		if _, ok := shoalpb.UpdateConfig_FailureAction_name[int32(u.FailureAction)]; !ok {
+			return invalid("invalid %s failure action %d: must be pause, continue or rollback", c.what, u.FailureAction)
+		}
+		if c.what == "rollback" && u.FailureAction == shoalpb.UpdateConfig_FAILURE_ACTION_ROLLBACK {
+			return invalid("invalid rollback failure action rollback: a rollback is never rolled back (use pause or continue)")
+		}
+		if _, ok := shoalpb.UpdateConfig_Order_name[int32(u.Order)]; !ok {
+			return invalid("invalid %s order %d: must be stop-first or start-first", c.what, u.Order)
+		}
+		for _, d := range []struct {
+			name string
+			ns   *int64
+		}{{"delay", &u.DelayNs}, {"monitor", u.MonitorNs}, {"timeout", u.TaskTimeoutNs}} {
+			if d.ns != nil && *d.ns < 0 {
+				return invalid("invalid %s %s %s: must not be negative", c.what, d.name, time.Duration(*d.ns))
+			}
+		}
+		if r := u.MaxFailureRatio; math.IsNaN(float64(r)) || r < 0 || r > 1 {
+			return invalid("invalid %s max failure ratio %v: must be between 0 and 1", c.what, r)
+		}
+	}
+	return nil
+}
+
+// fillUpdateDefaults shows the update and rollback configs the updater
+// applies to spec.
+func fillUpdateDefaults(spec *shoalpb.ServiceSpec) {
+	if isJobSpec(spec) {
+		return
+	}
+	fill := func(c *shoalpb.UpdateConfig) *shoalpb.UpdateConfig {
+		if c == nil {
+			c = &shoalpb.UpdateConfig{Parallelism: DefaultUpdateParallelism}
+		}
+		if c.MonitorNs == nil {
+			c.MonitorNs = proto.Int64(int64(DefaultUpdateMonitor))
+		}
+		if c.TaskTimeoutNs == nil {
+			c.TaskTimeoutNs = proto.Int64(int64(DefaultUpdateTaskTimeout))
+		}
+		return c
+	}
+	spec.Update = fill(spec.Update)
+	spec.Rollback = fill(spec.Rollback)
 }
 
 // RemoveService deletes a service; the orchestrators shut its tasks down.

@@ -48,7 +48,41 @@ func validateServiceSpec(spec *shoalpb.ServiceSpec) error {
 	if err := validateMode(spec); err != nil {
 		return err
 	}
-	return validateTaskSpec(spec.GetTask(), isJobSpec(spec))
+	if err := validateDependsOn(spec); err != nil {
+		return err
+	}
+	if err := validateUpdateConfigs(spec); err != nil {
+		return err
+	}
+	if err := validateTaskSpec(spec.GetTask(), isJobSpec(spec)); err != nil {
+		return err
+	}
+	return validateEndpointSpec(spec)
+}
+
+// validateDependsOn checks the services spec waits for: named, each once,
+// not itself, with a known condition. Whether they exist is checked where
+// the services there will be are known (DeployStack).
+func validateDependsOn(spec *shoalpb.ServiceSpec) error {
+	seen := map[string]bool{}
+	for _, d := range spec.GetDependsOn() {
+		name := d.GetService()
+		if name == "" {
+			return invalid("invalid dependency: the name of the service depended on is required")
+		}
+		if _, ok := shoalpb.ServiceDependency_Condition_name[int32(d.GetCondition())]; !ok {
+			return invalid("invalid condition %d for the dependency on service %s", d.GetCondition(), name)
+		}
+		key := strings.ToLower(name)
+		if key == strings.ToLower(spec.GetName()) {
+			return invalid("invalid dependency on service %s: a service cannot depend on itself", name)
+		}
+		if seen[key] {
+			return invalid("invalid dependency on service %s: it is given twice", name)
+		}
+		seen[key] = true
+	}
+	return nil
 }
 
 func validateServiceName(name string) error {

@@ -1,8 +1,10 @@
 // Package dispatcher is the managers' side of the node sessions: it takes
-// every node's heartbeats, tells nodes how often to beat and which role and
-// managers they should know, and, on the leader, decides node liveness —
-// Ready while heartbeats arrive, Down once the TTL (3 periods) passes
-// without one, or sooner when gossip declares the node dead.
+// every node's heartbeats, tells nodes how often to beat, which role and
+// managers they should know and the network configuration their overlay
+// data plane needs (workers hold no store), and, on the leader, decides
+// node liveness — Ready while heartbeats arrive, Down once the TTL (3
+// periods) passes without one, or sooner when gossip declares the node
+// dead.
 //
 // It must not import raft, worker/, node/ or cmd/.
 package dispatcher
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoal-project/shoal/manager/allocator"
 	"github.com/shoal-project/shoal/manager/caller"
 	"github.com/shoal-project/shoal/manager/store"
 	"github.com/shoal-project/shoal/proto/shoalpb"
@@ -65,8 +68,16 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *shoalpb.HeartbeatReques
 	if who.Role == caller.Anonymous {
 		return nil, status.Error(codes.Unauthenticated, "heartbeats need a node certificate")
 	}
-	var n *shoalpb.Node
-	d.Store.View(func(tx store.ReadTx) { n = tx.Node(who.NodeID) })
+	var (
+		n  *shoalpb.Node
+		ov *shoalpb.OverlayConfig
+	)
+	d.Store.View(func(tx store.ReadTx) {
+		n = tx.Node(who.NodeID)
+		if n != nil {
+			ov = overlayConfig(tx, n)
+		}
+	})
 	if n == nil {
 		return nil, status.Errorf(codes.NotFound, "node %s is not part of the swarm; it may have been removed", who.NodeID)
 	}
@@ -91,7 +102,41 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *shoalpb.HeartbeatReques
 		DesiredRole: n.GetSpec().GetDesiredRole(),
 		Managers:    d.Managers(),
 		LeaderId:    d.LeaderID(),
+		Overlay:     ov,
 	}, nil
+}
+
+// overlayConfig is what node n's overlay data plane needs: the cluster's
+// data-path port, the ingress network with n's address on it (none until
+// the allocator has given it one), and which networks are internal. Nil
+// before the cluster object exists.
+func overlayConfig(tx store.ReadTx, n *shoalpb.Node) *shoalpb.OverlayConfig {
+	c := tx.Cluster()
+	if c == nil {
+		return nil
+	}
+	out := &shoalpb.OverlayConfig{DataPathPort: allocator.DataPathPort(c)}
+	for _, net := range tx.Networks() {
+		if net.GetSpec().GetInternal() {
+			out.InternalNetworks = append(out.InternalNetworks, net.GetId())
+		}
+		if !net.GetSpec().GetIngress() || out.Ingress != nil {
+			continue
+		}
+		out.Ingress = &shoalpb.NetworkAttachment{
+			NetworkId:   net.GetId(),
+			Vni:         net.GetVni(),
+			Subnet:      net.GetIpam().GetSubnet(),
+			Gateway:     net.GetIpam().GetGateway(),
+			NetworkName: net.GetSpec().GetName(),
+		}
+		for _, a := range n.GetAttachments() {
+			if a.GetNetworkId() == net.GetId() && a.GetAddr() != "" {
+				out.Ingress.Addresses = []string{a.GetAddr()}
+			}
+		}
+	}
+	return out
 }
 
 // readyPatch returns the write a heartbeat needs, or nil when the node's

@@ -9,6 +9,8 @@
 //	global              global services: one runnable task per eligible node
 //	jobs                replicated and global jobs: tasks run to completion
 //	restart             the restart supervisor those three share
+//	update              rolling updates and rollbacks of replicated and
+//	                    global services
 //	taskreaper          task history retention; tasks of removed services
 //	constraintenforcer  tasks whose node no longer fits them
 //
@@ -21,15 +23,23 @@
 //
 // Wiring: when a manager becomes leader it builds one Config and runs
 // replicated.New(cfg).Run, global.New(cfg).Run, jobs.New(cfg).Run,
-// taskreaper.New(cfg).Run and constraintenforcer.New(cfg).Run under one
-// context, cancelled when it stops leading. Each starts with a full pass,
-// so nothing is carried over between terms but the store.
+// taskreaper.New(cfg).Run, constraintenforcer.New(cfg).Run and
+// update.New(cfg).Run under one context, cancelled when it stops leading.
+// Each starts with a full pass, so nothing is carried over between terms
+// but the store.
 //
-// Task states: a new task starts with observed state PENDING and desired
-// state RUNNING. NEW is reserved for a network allocator that does not exist
-// yet; once it does, tasks will start NEW and the allocator will move them
-// to PENDING. The scheduler assigns PENDING tasks to nodes (global tasks are
-// created with their node set; the scheduler checks it still fits).
+// Task states: a new task starts with desired state RUNNING and observed
+// state PENDING, or NEW when its spec joins networks or publishes ports:
+// the network allocator (manager/allocator) then gives it its attachments
+// and moves it to PENDING. The scheduler assigns PENDING tasks to nodes
+// (global tasks are created with their node set; the scheduler checks it
+// still fits).
+//
+// Start-up order: a service whose spec depends on other services (compose's
+// depends_on) gets its first tasks only once they are ready
+// (DependencyReady); replicated, global and jobs hold it back through a
+// DependencyGate, which has it reconciled again on any change that may
+// make a dependency ready. A service that has tasks is never held back.
 //
 // This package and its subpackages must not import raft, gRPC, worker/,
 // node/ or raftstore/: they are tested on a store with no replication.

@@ -60,9 +60,17 @@ func JobCounts(j *shoalpb.ReplicatedJob) (maxConcurrent, totalCompletions uint64
 // JobIteration returns the run of a job service that tasks are made for.
 func JobIteration(svc *shoalpb.Service) uint64 { return svc.GetJobStatus().GetJobIteration() }
 
+// NeedsNetworkAllocation reports whether tasks of svc need the network
+// allocator before they can be scheduled: the spec joins networks or
+// publishes ports.
+func NeedsNetworkAllocation(svc *shoalpb.Service) bool {
+	return len(svc.GetSpec().GetTask().GetNetworks()) > 0 || len(svc.GetSpec().GetEndpoint().GetPorts()) > 0
+}
+
 // NewTask makes a task of svc from its current spec: desired RUNNING,
-// observed PENDING. slot is the replica number (replicated modes) and
-// nodeID the node (global modes); the other is zero.
+// observed PENDING, or NEW when the network allocator must give it its
+// attachments first (NeedsNetworkAllocation). slot is the replica number
+// (replicated modes) and nodeID the node (global modes); the other is zero.
 func NewTask(svc *shoalpb.Service, slot uint64, nodeID, id string, now time.Time) *shoalpb.Task {
 	spec := svc.GetSpec().GetTask()
 	if spec == nil {
@@ -82,6 +90,9 @@ func NewTask(svc *shoalpb.Service, slot uint64, nodeID, id string, now time.Time
 		SpecVersion:  svc.GetSpecVersion(),
 		DesiredState: shoalpb.TaskState_TASK_STATE_RUNNING,
 		Status:       &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_PENDING, Timestamp: ts, Message: "pending"},
+	}
+	if NeedsNetworkAllocation(svc) {
+		t.Status = &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_NEW, Timestamp: ts, Message: "created"}
 	}
 	if ModeOf(svc).IsJob() {
 		t.JobIteration = JobIteration(svc)

@@ -117,6 +117,18 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (*Event, 
 			return nil, err
 		}
 		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
+	case *shoalpb.StoreAction_TaskAllocation:
+		old, n, err := applyTaskAllocation(txn, index, t.TaskAllocation)
+		if err != nil || n == nil {
+			return nil, err
+		}
+		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
+	case *shoalpb.StoreAction_NodeAttachmentsPatch:
+		old, n, err := applyNodeAttachmentsPatch(txn, index, t.NodeAttachmentsPatch)
+		if err != nil || n == nil {
+			return nil, err
+		}
+		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
 	case *shoalpb.StoreAction_NodeSpecPatch:
 		old, n, err := applyNodeSpecPatch(txn, index, t.NodeSpecPatch)
 		if err != nil || n == nil {

@@ -127,3 +127,23 @@ func applyNodeStatusPatch(txn *memdb.Txn, index uint64, p *shoalpb.NodeStatusPat
 	}
 	return old, n, nil
 }
+
+// applyNodeAttachmentsPatch replaces a node's overlay attachments. A node
+// removed since is not an error: the allocation was decided on a stale
+// view.
+func applyNodeAttachmentsPatch(txn *memdb.Txn, index uint64, p *shoalpb.NodeAttachmentsPatch) (*shoalpb.Node, *shoalpb.Node, error) {
+	old := getNode(txn, p.NodeId)
+	if old == nil {
+		return nil, nil, nil
+	}
+	n := clone(old)
+	n.Attachments = make([]*shoalpb.NodeAttachment, len(p.Attachments))
+	for i, a := range p.Attachments {
+		n.Attachments[i] = clone(a)
+	}
+	n.Meta = touched(n.Meta, index, p.UpdatedAt)
+	if err := txn.Insert(tableNode, n); err != nil {
+		return nil, nil, err
+	}
+	return old, n, nil
+}

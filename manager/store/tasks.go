@@ -126,3 +126,28 @@ func applyTaskAssignment(txn *memdb.Txn, index uint64, p *shoalpb.TaskAssignment
 	}
 	return old, t, nil
 }
+
+// applyTaskAllocation gives a task still NEW its network attachments and
+// endpoint and moves it to the patch's status (PENDING). A task no longer
+// NEW (or gone) is left alone: the allocation was decided on a stale view.
+func applyTaskAllocation(txn *memdb.Txn, index uint64, p *shoalpb.TaskAllocation) (*shoalpb.Task, *shoalpb.Task, error) {
+	old := getTask(txn, p.TaskId)
+	if old == nil || p.Status == nil || old.GetStatus().GetState() != shoalpb.TaskState_TASK_STATE_NEW {
+		return old, nil, nil
+	}
+	t := patchCopy(old)
+	t.Networks = make([]*shoalpb.NetworkAttachment, len(p.Networks))
+	for i, a := range p.Networks {
+		t.Networks[i] = clone(a)
+	}
+	t.Endpoint = nil
+	if p.Endpoint != nil {
+		t.Endpoint = clone(p.Endpoint)
+	}
+	t.Status = clone(p.Status)
+	t.Meta = touched(t.Meta, index, p.Status.Timestamp)
+	if err := txn.Insert(tableTask, t); err != nil {
+		return nil, nil, err
+	}
+	return old, t, nil
+}

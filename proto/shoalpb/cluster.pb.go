@@ -872,11 +872,15 @@ func (x *HeartbeatRequest) GetCertificate() *NodeCertificate {
 }
 
 type HeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PeriodNs      int64                  `protobuf:"varint,1,opt,name=period_ns,json=periodNs,proto3" json:"period_ns,omitempty"`
-	DesiredRole   NodeRole               `protobuf:"varint,2,opt,name=desired_role,json=desiredRole,proto3,enum=shoal.v1.NodeRole" json:"desired_role,omitempty"`
-	Managers      []*Peer                `protobuf:"bytes,3,rep,name=managers,proto3" json:"managers,omitempty"`
-	LeaderId      string                 `protobuf:"bytes,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	PeriodNs    int64                  `protobuf:"varint,1,opt,name=period_ns,json=periodNs,proto3" json:"period_ns,omitempty"`
+	DesiredRole NodeRole               `protobuf:"varint,2,opt,name=desired_role,json=desiredRole,proto3,enum=shoal.v1.NodeRole" json:"desired_role,omitempty"`
+	Managers    []*Peer                `protobuf:"bytes,3,rep,name=managers,proto3" json:"managers,omitempty"`
+	LeaderId    string                 `protobuf:"bytes,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// overlay is what the node's overlay data plane needs from the cluster
+	// (workers hold no store); unset before the cluster has a network
+	// configuration.
+	Overlay       *OverlayConfig `protobuf:"bytes,5,opt,name=overlay,proto3" json:"overlay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -939,6 +943,82 @@ func (x *HeartbeatResponse) GetLeaderId() string {
 	return ""
 }
 
+func (x *HeartbeatResponse) GetOverlay() *OverlayConfig {
+	if x != nil {
+		return x.Overlay
+	}
+	return nil
+}
+
+// OverlayConfig is the cluster's network configuration as one node needs
+// it.
+type OverlayConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// data_path_port is the VXLAN UDP port of every node.
+	DataPathPort uint32 `protobuf:"varint,1,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
+	// ingress is the routing mesh's network with this node's own address on
+	// it in addresses[0]: network_id, vni, subnet, gateway and network_name
+	// as in a task's attachment. Unset while the swarm has no ingress
+	// network or the node has no address on it yet.
+	Ingress *NetworkAttachment `protobuf:"bytes,2,opt,name=ingress,proto3" json:"ingress,omitempty"`
+	// internal_networks are the IDs of the networks created --internal:
+	// tasks only on such networks get no egress.
+	InternalNetworks []string `protobuf:"bytes,3,rep,name=internal_networks,json=internalNetworks,proto3" json:"internal_networks,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *OverlayConfig) Reset() {
+	*x = OverlayConfig{}
+	mi := &file_cluster_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OverlayConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OverlayConfig) ProtoMessage() {}
+
+func (x *OverlayConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OverlayConfig.ProtoReflect.Descriptor instead.
+func (*OverlayConfig) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *OverlayConfig) GetDataPathPort() uint32 {
+	if x != nil {
+		return x.DataPathPort
+	}
+	return 0
+}
+
+func (x *OverlayConfig) GetIngress() *NetworkAttachment {
+	if x != nil {
+		return x.Ingress
+	}
+	return nil
+}
+
+func (x *OverlayConfig) GetInternalNetworks() []string {
+	if x != nil {
+		return x.InternalNetworks
+	}
+	return nil
+}
+
 var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
@@ -998,12 +1078,17 @@ const file_cluster_proto_rawDesc = "" +
 	"\x0eadvertise_addr\x18\x02 \x01(\tR\radvertiseAddr\x12\x1f\n" +
 	"\vgossip_addr\x18\x03 \x01(\tR\n" +
 	"gossipAddr\x12;\n" +
-	"\vcertificate\x18\x04 \x01(\v2\x19.shoal.v1.NodeCertificateR\vcertificate\"\xb0\x01\n" +
+	"\vcertificate\x18\x04 \x01(\v2\x19.shoal.v1.NodeCertificateR\vcertificate\"\xe3\x01\n" +
 	"\x11HeartbeatResponse\x12\x1b\n" +
 	"\tperiod_ns\x18\x01 \x01(\x03R\bperiodNs\x125\n" +
 	"\fdesired_role\x18\x02 \x01(\x0e2\x12.shoal.v1.NodeRoleR\vdesiredRole\x12*\n" +
 	"\bmanagers\x18\x03 \x03(\v2\x0e.shoal.v1.PeerR\bmanagers\x12\x1b\n" +
-	"\tleader_id\x18\x04 \x01(\tR\bleaderId2\xab\x01\n" +
+	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x121\n" +
+	"\aoverlay\x18\x05 \x01(\v2\x17.shoal.v1.OverlayConfigR\aoverlay\"\x99\x01\n" +
+	"\rOverlayConfig\x12$\n" +
+	"\x0edata_path_port\x18\x01 \x01(\rR\fdataPathPort\x125\n" +
+	"\aingress\x18\x02 \x01(\v2\x1b.shoal.v1.NetworkAttachmentR\aingress\x12+\n" +
+	"\x11internal_networks\x18\x03 \x03(\tR\x10internalNetworks2\xab\x01\n" +
 	"\x02CA\x12J\n" +
 	"\vJoinCluster\x12\x1c.shoal.v1.JoinClusterRequest\x1a\x1d.shoal.v1.JoinClusterResponse\x12Y\n" +
 	"\x10RenewCertificate\x12!.shoal.v1.RenewCertificateRequest\x1a\".shoal.v1.RenewCertificateResponse2\x91\x01\n" +
@@ -1029,7 +1114,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_cluster_proto_goTypes = []any{
 	(AssignmentsMessage_Type)(0),     // 0: shoal.v1.AssignmentsMessage.Type
 	(*AssignmentsRequest)(nil),       // 1: shoal.v1.AssignmentsRequest
@@ -1048,45 +1133,49 @@ var file_cluster_proto_goTypes = []any{
 	(*RaftLeaveResponse)(nil),        // 14: shoal.v1.RaftLeaveResponse
 	(*HeartbeatRequest)(nil),         // 15: shoal.v1.HeartbeatRequest
 	(*HeartbeatResponse)(nil),        // 16: shoal.v1.HeartbeatResponse
-	(*Task)(nil),                     // 17: shoal.v1.Task
-	(*TaskStatus)(nil),               // 18: shoal.v1.TaskStatus
-	(*NodeDescription)(nil),          // 19: shoal.v1.NodeDescription
-	(NodeRole)(0),                    // 20: shoal.v1.NodeRole
-	(*NodeCertificate)(nil),          // 21: shoal.v1.NodeCertificate
+	(*OverlayConfig)(nil),            // 17: shoal.v1.OverlayConfig
+	(*Task)(nil),                     // 18: shoal.v1.Task
+	(*TaskStatus)(nil),               // 19: shoal.v1.TaskStatus
+	(*NodeDescription)(nil),          // 20: shoal.v1.NodeDescription
+	(NodeRole)(0),                    // 21: shoal.v1.NodeRole
+	(*NodeCertificate)(nil),          // 22: shoal.v1.NodeCertificate
+	(*NetworkAttachment)(nil),        // 23: shoal.v1.NetworkAttachment
 }
 var file_cluster_proto_depIdxs = []int32{
 	0,  // 0: shoal.v1.AssignmentsMessage.type:type_name -> shoal.v1.AssignmentsMessage.Type
-	17, // 1: shoal.v1.AssignmentsMessage.update_tasks:type_name -> shoal.v1.Task
-	18, // 2: shoal.v1.TaskStatusUpdate.status:type_name -> shoal.v1.TaskStatus
+	18, // 1: shoal.v1.AssignmentsMessage.update_tasks:type_name -> shoal.v1.Task
+	19, // 2: shoal.v1.TaskStatusUpdate.status:type_name -> shoal.v1.TaskStatus
 	3,  // 3: shoal.v1.UpdateTaskStatusRequest.updates:type_name -> shoal.v1.TaskStatusUpdate
-	19, // 4: shoal.v1.JoinClusterRequest.description:type_name -> shoal.v1.NodeDescription
-	20, // 5: shoal.v1.JoinClusterResponse.role:type_name -> shoal.v1.NodeRole
+	20, // 4: shoal.v1.JoinClusterRequest.description:type_name -> shoal.v1.NodeDescription
+	21, // 5: shoal.v1.JoinClusterResponse.role:type_name -> shoal.v1.NodeRole
 	6,  // 6: shoal.v1.JoinClusterResponse.managers:type_name -> shoal.v1.Peer
-	20, // 7: shoal.v1.RenewCertificateResponse.role:type_name -> shoal.v1.NodeRole
+	21, // 7: shoal.v1.RenewCertificateResponse.role:type_name -> shoal.v1.NodeRole
 	6,  // 8: shoal.v1.RaftJoinResponse.managers:type_name -> shoal.v1.Peer
-	19, // 9: shoal.v1.HeartbeatRequest.description:type_name -> shoal.v1.NodeDescription
-	21, // 10: shoal.v1.HeartbeatRequest.certificate:type_name -> shoal.v1.NodeCertificate
-	20, // 11: shoal.v1.HeartbeatResponse.desired_role:type_name -> shoal.v1.NodeRole
+	20, // 9: shoal.v1.HeartbeatRequest.description:type_name -> shoal.v1.NodeDescription
+	22, // 10: shoal.v1.HeartbeatRequest.certificate:type_name -> shoal.v1.NodeCertificate
+	21, // 11: shoal.v1.HeartbeatResponse.desired_role:type_name -> shoal.v1.NodeRole
 	6,  // 12: shoal.v1.HeartbeatResponse.managers:type_name -> shoal.v1.Peer
-	7,  // 13: shoal.v1.CA.JoinCluster:input_type -> shoal.v1.JoinClusterRequest
-	9,  // 14: shoal.v1.CA.RenewCertificate:input_type -> shoal.v1.RenewCertificateRequest
-	11, // 15: shoal.v1.RaftMembership.Join:input_type -> shoal.v1.RaftJoinRequest
-	13, // 16: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.RaftLeaveRequest
-	15, // 17: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
-	1,  // 18: shoal.v1.Dispatcher.Assignments:input_type -> shoal.v1.AssignmentsRequest
-	4,  // 19: shoal.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.v1.UpdateTaskStatusRequest
-	8,  // 20: shoal.v1.CA.JoinCluster:output_type -> shoal.v1.JoinClusterResponse
-	10, // 21: shoal.v1.CA.RenewCertificate:output_type -> shoal.v1.RenewCertificateResponse
-	12, // 22: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.RaftJoinResponse
-	14, // 23: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.RaftLeaveResponse
-	16, // 24: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
-	2,  // 25: shoal.v1.Dispatcher.Assignments:output_type -> shoal.v1.AssignmentsMessage
-	5,  // 26: shoal.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.v1.UpdateTaskStatusResponse
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	17, // 13: shoal.v1.HeartbeatResponse.overlay:type_name -> shoal.v1.OverlayConfig
+	23, // 14: shoal.v1.OverlayConfig.ingress:type_name -> shoal.v1.NetworkAttachment
+	7,  // 15: shoal.v1.CA.JoinCluster:input_type -> shoal.v1.JoinClusterRequest
+	9,  // 16: shoal.v1.CA.RenewCertificate:input_type -> shoal.v1.RenewCertificateRequest
+	11, // 17: shoal.v1.RaftMembership.Join:input_type -> shoal.v1.RaftJoinRequest
+	13, // 18: shoal.v1.RaftMembership.Leave:input_type -> shoal.v1.RaftLeaveRequest
+	15, // 19: shoal.v1.Dispatcher.Heartbeat:input_type -> shoal.v1.HeartbeatRequest
+	1,  // 20: shoal.v1.Dispatcher.Assignments:input_type -> shoal.v1.AssignmentsRequest
+	4,  // 21: shoal.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.v1.UpdateTaskStatusRequest
+	8,  // 22: shoal.v1.CA.JoinCluster:output_type -> shoal.v1.JoinClusterResponse
+	10, // 23: shoal.v1.CA.RenewCertificate:output_type -> shoal.v1.RenewCertificateResponse
+	12, // 24: shoal.v1.RaftMembership.Join:output_type -> shoal.v1.RaftJoinResponse
+	14, // 25: shoal.v1.RaftMembership.Leave:output_type -> shoal.v1.RaftLeaveResponse
+	16, // 26: shoal.v1.Dispatcher.Heartbeat:output_type -> shoal.v1.HeartbeatResponse
+	2,  // 27: shoal.v1.Dispatcher.Assignments:output_type -> shoal.v1.AssignmentsMessage
+	5,  // 28: shoal.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.v1.UpdateTaskStatusResponse
+	22, // [22:29] is the sub-list for method output_type
+	15, // [15:22] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -1102,7 +1191,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

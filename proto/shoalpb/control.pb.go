@@ -1545,8 +1545,8 @@ func (x *GetNetworkResponse) GetNetwork() *Network {
 
 type ListNetworksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// filters: id (prefix), name (prefix), label (key or key=value),
-	// driver.
+	// filters: id (prefix), name (all or part of it, as docker's), label
+	// (key or key=value), driver, scope (swarm).
 	Filters       map[string]*FilterValues `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -434,8 +434,13 @@ type InfoResponse struct {
 	CertExpiryNs      int64   `protobuf:"varint,15,opt,name=cert_expiry_ns,json=certExpiryNs,proto3" json:"cert_expiry_ns,omitempty"`
 	CertNotAfter      int64   `protobuf:"varint,16,opt,name=cert_not_after,json=certNotAfter,proto3" json:"cert_not_after,omitempty"`
 	RaftAppliedIndex  uint64  `protobuf:"varint,17,opt,name=raft_applied_index,json=raftAppliedIndex,proto3" json:"raft_applied_index,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// default_addr_pool, subnet_size and data_path_port are the cluster's
+	// network configuration (managers only).
+	DefaultAddrPool []string `protobuf:"bytes,18,rep,name=default_addr_pool,json=defaultAddrPool,proto3" json:"default_addr_pool,omitempty"`
+	SubnetSize      uint32   `protobuf:"varint,19,opt,name=subnet_size,json=subnetSize,proto3" json:"subnet_size,omitempty"`
+	DataPathPort    uint32   `protobuf:"varint,20,opt,name=data_path_port,json=dataPathPort,proto3" json:"data_path_port,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -583,6 +588,27 @@ func (x *InfoResponse) GetCertNotAfter() int64 {
 func (x *InfoResponse) GetRaftAppliedIndex() uint64 {
 	if x != nil {
 		return x.RaftAppliedIndex
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetDefaultAddrPool() []string {
+	if x != nil {
+		return x.DefaultAddrPool
+	}
+	return nil
+}
+
+func (x *InfoResponse) GetSubnetSize() uint32 {
+	if x != nil {
+		return x.SubnetSize
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetDataPathPort() uint32 {
+	if x != nil {
+		return x.DataPathPort
 	}
 	return 0
 }
@@ -739,7 +765,7 @@ const file_daemon_proto_rawDesc = "" +
 	"\fLeaveRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"\x0f\n" +
 	"\rLeaveResponse\"\r\n" +
-	"\vInfoRequest\"\xe5\x04\n" +
+	"\vInfoRequest\"\xd8\x05\n" +
 	"\fInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12(\n" +
@@ -760,7 +786,11 @@ const file_daemon_proto_rawDesc = "" +
 	"\x13heartbeat_period_ns\x18\x0e \x01(\x03R\x11heartbeatPeriodNs\x12$\n" +
 	"\x0ecert_expiry_ns\x18\x0f \x01(\x03R\fcertExpiryNs\x12$\n" +
 	"\x0ecert_not_after\x18\x10 \x01(\x03R\fcertNotAfter\x12,\n" +
-	"\x12raft_applied_index\x18\x11 \x01(\x04R\x10raftAppliedIndex\"\x10\n" +
+	"\x12raft_applied_index\x18\x11 \x01(\x04R\x10raftAppliedIndex\x12*\n" +
+	"\x11default_addr_pool\x18\x12 \x03(\tR\x0fdefaultAddrPool\x12\x1f\n" +
+	"\vsubnet_size\x18\x13 \x01(\rR\n" +
+	"subnetSize\x12$\n" +
+	"\x0edata_path_port\x18\x14 \x01(\rR\fdataPathPort\"\x10\n" +
 	"\x0eVersionRequest\"\xae\x01\n" +
 	"\x0fVersionResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1d\n" +

@@ -721,7 +721,11 @@ type Node struct {
 	// advertise_addr is host:port of the node's cluster API (and Raft).
 	AdvertiseAddr string `protobuf:"bytes,9,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
 	// gossip_addr is host:port of the node's gossip endpoint.
-	GossipAddr    string `protobuf:"bytes,10,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	GossipAddr string `protobuf:"bytes,10,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	// attachments are the node's own addresses on overlay networks: its
+	// endpoint on the ingress network (the routing mesh), allocated by the
+	// managers.
+	Attachments   []*NodeAttachment `protobuf:"bytes,11,rep,name=attachments,proto3" json:"attachments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -826,6 +830,67 @@ func (x *Node) GetGossipAddr() string {
 	return ""
 }
 
+func (x *Node) GetAttachments() []*NodeAttachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
+// NodeAttachment is a node's address on one overlay network.
+type NodeAttachment struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	// addr is the address with the network's prefix length (10.0.0.5/24).
+	Addr          string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeAttachment) Reset() {
+	*x = NodeAttachment{}
+	mi := &file_objects_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeAttachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeAttachment) ProtoMessage() {}
+
+func (x *NodeAttachment) ProtoReflect() protoreflect.Message {
+	mi := &file_objects_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeAttachment.ProtoReflect.Descriptor instead.
+func (*NodeAttachment) Descriptor() ([]byte, []int) {
+	return file_objects_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *NodeAttachment) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *NodeAttachment) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
 type RaftSpec struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	SnapshotInterval uint64                 `protobuf:"varint,1,opt,name=snapshot_interval,json=snapshotInterval,proto3" json:"snapshot_interval,omitempty"`
@@ -836,7 +901,7 @@ type RaftSpec struct {
 
 func (x *RaftSpec) Reset() {
 	*x = RaftSpec{}
-	mi := &file_objects_proto_msgTypes[9]
+	mi := &file_objects_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +913,7 @@ func (x *RaftSpec) String() string {
 func (*RaftSpec) ProtoMessage() {}
 
 func (x *RaftSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[9]
+	mi := &file_objects_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +926,7 @@ func (x *RaftSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftSpec.ProtoReflect.Descriptor instead.
 func (*RaftSpec) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{9}
+	return file_objects_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RaftSpec) GetSnapshotInterval() uint64 {
@@ -888,7 +953,7 @@ type DispatcherSpec struct {
 
 func (x *DispatcherSpec) Reset() {
 	*x = DispatcherSpec{}
-	mi := &file_objects_proto_msgTypes[10]
+	mi := &file_objects_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +965,7 @@ func (x *DispatcherSpec) String() string {
 func (*DispatcherSpec) ProtoMessage() {}
 
 func (x *DispatcherSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[10]
+	mi := &file_objects_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +978,7 @@ func (x *DispatcherSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatcherSpec.ProtoReflect.Descriptor instead.
 func (*DispatcherSpec) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{10}
+	return file_objects_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DispatcherSpec) GetHeartbeatPeriodNs() int64 {
@@ -933,7 +998,7 @@ type CASpec struct {
 
 func (x *CASpec) Reset() {
 	*x = CASpec{}
-	mi := &file_objects_proto_msgTypes[11]
+	mi := &file_objects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1010,7 @@ func (x *CASpec) String() string {
 func (*CASpec) ProtoMessage() {}
 
 func (x *CASpec) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[11]
+	mi := &file_objects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1023,7 @@ func (x *CASpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CASpec.ProtoReflect.Descriptor instead.
 func (*CASpec) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{11}
+	return file_objects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CASpec) GetNodeCertExpiryNs() int64 {
@@ -977,7 +1042,7 @@ type OrchestrationSpec struct {
 
 func (x *OrchestrationSpec) Reset() {
 	*x = OrchestrationSpec{}
-	mi := &file_objects_proto_msgTypes[12]
+	mi := &file_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1054,7 @@ func (x *OrchestrationSpec) String() string {
 func (*OrchestrationSpec) ProtoMessage() {}
 
 func (x *OrchestrationSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[12]
+	mi := &file_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1067,7 @@ func (x *OrchestrationSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrchestrationSpec.ProtoReflect.Descriptor instead.
 func (*OrchestrationSpec) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{12}
+	return file_objects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OrchestrationSpec) GetTaskHistoryRetentionLimit() int64 {
@@ -1026,7 +1091,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_objects_proto_msgTypes[13]
+	mi := &file_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1103,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[13]
+	mi := &file_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1116,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{13}
+	return file_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClusterSpec) GetName() string {
@@ -1106,7 +1171,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_objects_proto_msgTypes[14]
+	mi := &file_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1183,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[14]
+	mi := &file_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1196,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{14}
+	return file_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1160,7 +1225,7 @@ type RootCA struct {
 
 func (x *RootCA) Reset() {
 	*x = RootCA{}
-	mi := &file_objects_proto_msgTypes[15]
+	mi := &file_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1237,7 @@ func (x *RootCA) String() string {
 func (*RootCA) ProtoMessage() {}
 
 func (x *RootCA) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[15]
+	mi := &file_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1250,7 @@ func (x *RootCA) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
 func (*RootCA) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{15}
+	return file_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RootCA) GetCertPem() []byte {
@@ -1227,7 +1292,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_objects_proto_msgTypes[16]
+	mi := &file_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1304,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[16]
+	mi := &file_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1317,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{16}
+	return file_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Cluster) GetId() string {
@@ -1326,7 +1391,7 @@ type NetworkConfig struct {
 
 func (x *NetworkConfig) Reset() {
 	*x = NetworkConfig{}
-	mi := &file_objects_proto_msgTypes[17]
+	mi := &file_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1403,7 @@ func (x *NetworkConfig) String() string {
 func (*NetworkConfig) ProtoMessage() {}
 
 func (x *NetworkConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_objects_proto_msgTypes[17]
+	mi := &file_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1416,7 @@ func (x *NetworkConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkConfig.ProtoReflect.Descriptor instead.
 func (*NetworkConfig) Descriptor() ([]byte, []int) {
-	return file_objects_proto_rawDescGZIP(), []int{17}
+	return file_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NetworkConfig) GetDefaultAddrPool() []string {
@@ -1420,7 +1485,7 @@ const file_objects_proto_rawDesc = "" +
 	"\x0fNodeCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1b\n" +
 	"\tnot_after\x18\x02 \x01(\x03R\bnotAfter\x12&\n" +
-	"\x04role\x18\x03 \x01(\x0e2\x12.shoal.v1.NodeRoleR\x04role\"\xba\x03\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x12.shoal.v1.NodeRoleR\x04role\"\xf6\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0e.shoal.v1.MetaR\x04meta\x12&\n" +
@@ -1433,7 +1498,12 @@ const file_objects_proto_rawDesc = "" +
 	"\x0eadvertise_addr\x18\t \x01(\tR\radvertiseAddr\x12\x1f\n" +
 	"\vgossip_addr\x18\n" +
 	" \x01(\tR\n" +
-	"gossipAddr\"e\n" +
+	"gossipAddr\x12:\n" +
+	"\vattachments\x18\v \x03(\v2\x18.shoal.v1.NodeAttachmentR\vattachments\"C\n" +
+	"\x0eNodeAttachment\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"e\n" +
 	"\bRaftSpec\x12+\n" +
 	"\x11snapshot_interval\x18\x01 \x01(\x04R\x10snapshotInterval\x12,\n" +
 	"\x12keep_old_snapshots\x18\x02 \x01(\x04R\x10keepOldSnapshots\"@\n" +
@@ -1509,7 +1579,7 @@ func file_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_objects_proto_goTypes = []any{
 	(NodeRole)(0),             // 0: shoal.v1.NodeRole
 	(NodeAvailability)(0),     // 1: shoal.v1.NodeAvailability
@@ -1524,26 +1594,27 @@ var file_objects_proto_goTypes = []any{
 	(*ManagerStatus)(nil),     // 10: shoal.v1.ManagerStatus
 	(*NodeCertificate)(nil),   // 11: shoal.v1.NodeCertificate
 	(*Node)(nil),              // 12: shoal.v1.Node
-	(*RaftSpec)(nil),          // 13: shoal.v1.RaftSpec
-	(*DispatcherSpec)(nil),    // 14: shoal.v1.DispatcherSpec
-	(*CASpec)(nil),            // 15: shoal.v1.CASpec
-	(*OrchestrationSpec)(nil), // 16: shoal.v1.OrchestrationSpec
-	(*ClusterSpec)(nil),       // 17: shoal.v1.ClusterSpec
-	(*JoinTokens)(nil),        // 18: shoal.v1.JoinTokens
-	(*RootCA)(nil),            // 19: shoal.v1.RootCA
-	(*Cluster)(nil),           // 20: shoal.v1.Cluster
-	(*NetworkConfig)(nil),     // 21: shoal.v1.NetworkConfig
-	nil,                       // 22: shoal.v1.NodeSpec.LabelsEntry
-	nil,                       // 23: shoal.v1.NodeDescription.EngineLabelsEntry
-	nil,                       // 24: shoal.v1.ClusterSpec.LabelsEntry
+	(*NodeAttachment)(nil),    // 13: shoal.v1.NodeAttachment
+	(*RaftSpec)(nil),          // 14: shoal.v1.RaftSpec
+	(*DispatcherSpec)(nil),    // 15: shoal.v1.DispatcherSpec
+	(*CASpec)(nil),            // 16: shoal.v1.CASpec
+	(*OrchestrationSpec)(nil), // 17: shoal.v1.OrchestrationSpec
+	(*ClusterSpec)(nil),       // 18: shoal.v1.ClusterSpec
+	(*JoinTokens)(nil),        // 19: shoal.v1.JoinTokens
+	(*RootCA)(nil),            // 20: shoal.v1.RootCA
+	(*Cluster)(nil),           // 21: shoal.v1.Cluster
+	(*NetworkConfig)(nil),     // 22: shoal.v1.NetworkConfig
+	nil,                       // 23: shoal.v1.NodeSpec.LabelsEntry
+	nil,                       // 24: shoal.v1.NodeDescription.EngineLabelsEntry
+	nil,                       // 25: shoal.v1.ClusterSpec.LabelsEntry
 }
 var file_objects_proto_depIdxs = []int32{
 	0,  // 0: shoal.v1.NodeSpec.desired_role:type_name -> shoal.v1.NodeRole
 	1,  // 1: shoal.v1.NodeSpec.availability:type_name -> shoal.v1.NodeAvailability
-	22, // 2: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
+	23, // 2: shoal.v1.NodeSpec.labels:type_name -> shoal.v1.NodeSpec.LabelsEntry
 	6,  // 3: shoal.v1.NodeDescription.platform:type_name -> shoal.v1.Platform
 	7,  // 4: shoal.v1.NodeDescription.resources:type_name -> shoal.v1.Resources
-	23, // 5: shoal.v1.NodeDescription.engine_labels:type_name -> shoal.v1.NodeDescription.EngineLabelsEntry
+	24, // 5: shoal.v1.NodeDescription.engine_labels:type_name -> shoal.v1.NodeDescription.EngineLabelsEntry
 	2,  // 6: shoal.v1.NodeStatus.state:type_name -> shoal.v1.NodeState
 	3,  // 7: shoal.v1.ManagerStatus.reachability:type_name -> shoal.v1.Reachability
 	0,  // 8: shoal.v1.NodeCertificate.role:type_name -> shoal.v1.NodeRole
@@ -1554,21 +1625,22 @@ var file_objects_proto_depIdxs = []int32{
 	0,  // 13: shoal.v1.Node.role:type_name -> shoal.v1.NodeRole
 	10, // 14: shoal.v1.Node.manager_status:type_name -> shoal.v1.ManagerStatus
 	11, // 15: shoal.v1.Node.certificate:type_name -> shoal.v1.NodeCertificate
-	13, // 16: shoal.v1.ClusterSpec.raft:type_name -> shoal.v1.RaftSpec
-	14, // 17: shoal.v1.ClusterSpec.dispatcher:type_name -> shoal.v1.DispatcherSpec
-	15, // 18: shoal.v1.ClusterSpec.ca:type_name -> shoal.v1.CASpec
-	16, // 19: shoal.v1.ClusterSpec.orchestration:type_name -> shoal.v1.OrchestrationSpec
-	24, // 20: shoal.v1.ClusterSpec.labels:type_name -> shoal.v1.ClusterSpec.LabelsEntry
-	4,  // 21: shoal.v1.Cluster.meta:type_name -> shoal.v1.Meta
-	17, // 22: shoal.v1.Cluster.spec:type_name -> shoal.v1.ClusterSpec
-	19, // 23: shoal.v1.Cluster.root_ca:type_name -> shoal.v1.RootCA
-	18, // 24: shoal.v1.Cluster.join_tokens:type_name -> shoal.v1.JoinTokens
-	21, // 25: shoal.v1.Cluster.network_config:type_name -> shoal.v1.NetworkConfig
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	13, // 16: shoal.v1.Node.attachments:type_name -> shoal.v1.NodeAttachment
+	14, // 17: shoal.v1.ClusterSpec.raft:type_name -> shoal.v1.RaftSpec
+	15, // 18: shoal.v1.ClusterSpec.dispatcher:type_name -> shoal.v1.DispatcherSpec
+	16, // 19: shoal.v1.ClusterSpec.ca:type_name -> shoal.v1.CASpec
+	17, // 20: shoal.v1.ClusterSpec.orchestration:type_name -> shoal.v1.OrchestrationSpec
+	25, // 21: shoal.v1.ClusterSpec.labels:type_name -> shoal.v1.ClusterSpec.LabelsEntry
+	4,  // 22: shoal.v1.Cluster.meta:type_name -> shoal.v1.Meta
+	18, // 23: shoal.v1.Cluster.spec:type_name -> shoal.v1.ClusterSpec
+	20, // 24: shoal.v1.Cluster.root_ca:type_name -> shoal.v1.RootCA
+	19, // 25: shoal.v1.Cluster.join_tokens:type_name -> shoal.v1.JoinTokens
+	22, // 26: shoal.v1.Cluster.network_config:type_name -> shoal.v1.NetworkConfig
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_objects_proto_init() }
@@ -1582,7 +1654,7 @@ func file_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_objects_proto_rawDesc), len(file_objects_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -486,6 +486,140 @@ func (x *TaskAssignment) GetStatus() *TaskStatus {
 	return nil
 }
 
+// NodeAttachmentsPatch sets a node's overlay attachments (the managers'
+// allocator writes them); nothing else of the node changes.
+type NodeAttachmentsPatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Attachments   []*NodeAttachment      `protobuf:"bytes,2,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	UpdatedAt     int64                  `protobuf:"varint,3,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeAttachmentsPatch) Reset() {
+	*x = NodeAttachmentsPatch{}
+	mi := &file_store_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeAttachmentsPatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeAttachmentsPatch) ProtoMessage() {}
+
+func (x *NodeAttachmentsPatch) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeAttachmentsPatch.ProtoReflect.Descriptor instead.
+func (*NodeAttachmentsPatch) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *NodeAttachmentsPatch) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeAttachmentsPatch) GetAttachments() []*NodeAttachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
+func (x *NodeAttachmentsPatch) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+// TaskAllocation gives a NEW task its network attachments and a copy of its
+// service's endpoint, and moves it to PENDING. It applies only while the
+// task is still NEW, so an allocation decided on a stale view never moves
+// a task back or overrides a newer one.
+type TaskAllocation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Networks      []*NetworkAttachment   `protobuf:"bytes,2,rep,name=networks,proto3" json:"networks,omitempty"`
+	Endpoint      *Endpoint              `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Status        *TaskStatus            `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskAllocation) Reset() {
+	*x = TaskAllocation{}
+	mi := &file_store_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskAllocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskAllocation) ProtoMessage() {}
+
+func (x *TaskAllocation) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskAllocation.ProtoReflect.Descriptor instead.
+func (*TaskAllocation) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TaskAllocation) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskAllocation) GetNetworks() []*NetworkAttachment {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+func (x *TaskAllocation) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *TaskAllocation) GetStatus() *TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type StoreAction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kind  ActionKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=shoal.v1.ActionKind" json:"kind,omitempty"`
@@ -502,6 +636,8 @@ type StoreAction struct {
 	//	*StoreAction_TaskAssignment
 	//	*StoreAction_Network
 	//	*StoreAction_Stack
+	//	*StoreAction_TaskAllocation
+	//	*StoreAction_NodeAttachmentsPatch
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -509,7 +645,7 @@ type StoreAction struct {
 
 func (x *StoreAction) Reset() {
 	*x = StoreAction{}
-	mi := &file_store_proto_msgTypes[5]
+	mi := &file_store_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +657,7 @@ func (x *StoreAction) String() string {
 func (*StoreAction) ProtoMessage() {}
 
 func (x *StoreAction) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[5]
+	mi := &file_store_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +670,7 @@ func (x *StoreAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreAction.ProtoReflect.Descriptor instead.
 func (*StoreAction) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{5}
+	return file_store_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StoreAction) GetKind() ActionKind {
@@ -650,6 +786,24 @@ func (x *StoreAction) GetStack() *Stack {
 	return nil
 }
 
+func (x *StoreAction) GetTaskAllocation() *TaskAllocation {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_TaskAllocation); ok {
+			return x.TaskAllocation
+		}
+	}
+	return nil
+}
+
+func (x *StoreAction) GetNodeAttachmentsPatch() *NodeAttachmentsPatch {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_NodeAttachmentsPatch); ok {
+			return x.NodeAttachmentsPatch
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -698,6 +852,14 @@ type StoreAction_Stack struct {
 	Stack *Stack `protobuf:"bytes,12,opt,name=stack,proto3,oneof"`
 }
 
+type StoreAction_TaskAllocation struct {
+	TaskAllocation *TaskAllocation `protobuf:"bytes,13,opt,name=task_allocation,json=taskAllocation,proto3,oneof"`
+}
+
+type StoreAction_NodeAttachmentsPatch struct {
+	NodeAttachmentsPatch *NodeAttachmentsPatch `protobuf:"bytes,14,opt,name=node_attachments_patch,json=nodeAttachmentsPatch,proto3,oneof"`
+}
+
 func (*StoreAction_Node) isStoreAction_Target() {}
 
 func (*StoreAction_Cluster) isStoreAction_Target() {}
@@ -720,6 +882,10 @@ func (*StoreAction_Network) isStoreAction_Target() {}
 
 func (*StoreAction_Stack) isStoreAction_Target() {}
 
+func (*StoreAction_TaskAllocation) isStoreAction_Target() {}
+
+func (*StoreAction_NodeAttachmentsPatch) isStoreAction_Target() {}
+
 // Command is one Raft log entry: all its actions apply, or none.
 type Command struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -730,7 +896,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_store_proto_msgTypes[6]
+	mi := &file_store_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +908,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[6]
+	mi := &file_store_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +921,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{6}
+	return file_store_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Command) GetActions() []*StoreAction {
@@ -780,7 +946,7 @@ type StoreSnapshot struct {
 
 func (x *StoreSnapshot) Reset() {
 	*x = StoreSnapshot{}
-	mi := &file_store_proto_msgTypes[7]
+	mi := &file_store_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +958,7 @@ func (x *StoreSnapshot) String() string {
 func (*StoreSnapshot) ProtoMessage() {}
 
 func (x *StoreSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[7]
+	mi := &file_store_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +971,7 @@ func (x *StoreSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreSnapshot.ProtoReflect.Descriptor instead.
 func (*StoreSnapshot) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{7}
+	return file_store_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StoreSnapshot) GetNodes() []*Node {
@@ -896,7 +1062,17 @@ const file_store_proto_rawDesc = "" +
 	"\x0eTaskAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12,\n" +
-	"\x06status\x18\x03 \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\"\xb9\x05\n" +
+	"\x06status\x18\x03 \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\"\x8a\x01\n" +
+	"\x14NodeAttachmentsPatch\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12:\n" +
+	"\vattachments\x18\x02 \x03(\v2\x18.shoal.v1.NodeAttachmentR\vattachments\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\x03 \x01(\x03R\tupdatedAt\"\xc0\x01\n" +
+	"\x0eTaskAllocation\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x127\n" +
+	"\bnetworks\x18\x02 \x03(\v2\x1b.shoal.v1.NetworkAttachmentR\bnetworks\x12.\n" +
+	"\bendpoint\x18\x03 \x01(\v2\x12.shoal.v1.EndpointR\bendpoint\x12,\n" +
+	"\x06status\x18\x04 \x01(\v2\x14.shoal.v1.TaskStatusR\x06status\"\xd6\x06\n" +
 	"\vStoreAction\x12(\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x14.shoal.v1.ActionKindR\x04kind\x12$\n" +
 	"\x04node\x18\x02 \x01(\v2\x0e.shoal.v1.NodeH\x00R\x04node\x12-\n" +
@@ -910,7 +1086,9 @@ const file_store_proto_rawDesc = "" +
 	"\x0ftask_assignment\x18\n" +
 	" \x01(\v2\x18.shoal.v1.TaskAssignmentH\x00R\x0etaskAssignment\x12-\n" +
 	"\anetwork\x18\v \x01(\v2\x11.shoal.v1.NetworkH\x00R\anetwork\x12'\n" +
-	"\x05stack\x18\f \x01(\v2\x0f.shoal.v1.StackH\x00R\x05stackB\b\n" +
+	"\x05stack\x18\f \x01(\v2\x0f.shoal.v1.StackH\x00R\x05stack\x12C\n" +
+	"\x0ftask_allocation\x18\r \x01(\v2\x18.shoal.v1.TaskAllocationH\x00R\x0etaskAllocation\x12V\n" +
+	"\x16node_attachments_patch\x18\x0e \x01(\v2\x1e.shoal.v1.NodeAttachmentsPatchH\x00R\x14nodeAttachmentsPatchB\b\n" +
 	"\x06target\":\n" +
 	"\aCommand\x12/\n" +
 	"\aactions\x18\x01 \x03(\v2\x15.shoal.v1.StoreActionR\aactions\"\x91\x02\n" +
@@ -941,7 +1119,7 @@ func file_store_proto_rawDescGZIP() []byte {
 }
 
 var file_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_store_proto_goTypes = []any{
 	(ActionKind)(0),               // 0: shoal.v1.ActionKind
 	(*NodeSpecPatch)(nil),         // 1: shoal.v1.NodeSpecPatch
@@ -949,61 +1127,72 @@ var file_store_proto_goTypes = []any{
 	(*TaskStatusPatch)(nil),       // 3: shoal.v1.TaskStatusPatch
 	(*TaskDesiredStatePatch)(nil), // 4: shoal.v1.TaskDesiredStatePatch
 	(*TaskAssignment)(nil),        // 5: shoal.v1.TaskAssignment
-	(*StoreAction)(nil),           // 6: shoal.v1.StoreAction
-	(*Command)(nil),               // 7: shoal.v1.Command
-	(*StoreSnapshot)(nil),         // 8: shoal.v1.StoreSnapshot
-	nil,                           // 9: shoal.v1.NodeSpecPatch.LabelsAddEntry
-	(NodeAvailability)(0),         // 10: shoal.v1.NodeAvailability
-	(NodeRole)(0),                 // 11: shoal.v1.NodeRole
-	(*NodeStatus)(nil),            // 12: shoal.v1.NodeStatus
-	(*NodeDescription)(nil),       // 13: shoal.v1.NodeDescription
-	(*NodeCertificate)(nil),       // 14: shoal.v1.NodeCertificate
-	(NodeState)(0),                // 15: shoal.v1.NodeState
-	(*TaskStatus)(nil),            // 16: shoal.v1.TaskStatus
-	(TaskState)(0),                // 17: shoal.v1.TaskState
-	(*Node)(nil),                  // 18: shoal.v1.Node
-	(*Cluster)(nil),               // 19: shoal.v1.Cluster
-	(*Service)(nil),               // 20: shoal.v1.Service
-	(*Task)(nil),                  // 21: shoal.v1.Task
-	(*Network)(nil),               // 22: shoal.v1.Network
-	(*Stack)(nil),                 // 23: shoal.v1.Stack
+	(*NodeAttachmentsPatch)(nil),  // 6: shoal.v1.NodeAttachmentsPatch
+	(*TaskAllocation)(nil),        // 7: shoal.v1.TaskAllocation
+	(*StoreAction)(nil),           // 8: shoal.v1.StoreAction
+	(*Command)(nil),               // 9: shoal.v1.Command
+	(*StoreSnapshot)(nil),         // 10: shoal.v1.StoreSnapshot
+	nil,                           // 11: shoal.v1.NodeSpecPatch.LabelsAddEntry
+	(NodeAvailability)(0),         // 12: shoal.v1.NodeAvailability
+	(NodeRole)(0),                 // 13: shoal.v1.NodeRole
+	(*NodeStatus)(nil),            // 14: shoal.v1.NodeStatus
+	(*NodeDescription)(nil),       // 15: shoal.v1.NodeDescription
+	(*NodeCertificate)(nil),       // 16: shoal.v1.NodeCertificate
+	(NodeState)(0),                // 17: shoal.v1.NodeState
+	(*TaskStatus)(nil),            // 18: shoal.v1.TaskStatus
+	(TaskState)(0),                // 19: shoal.v1.TaskState
+	(*NodeAttachment)(nil),        // 20: shoal.v1.NodeAttachment
+	(*NetworkAttachment)(nil),     // 21: shoal.v1.NetworkAttachment
+	(*Endpoint)(nil),              // 22: shoal.v1.Endpoint
+	(*Node)(nil),                  // 23: shoal.v1.Node
+	(*Cluster)(nil),               // 24: shoal.v1.Cluster
+	(*Service)(nil),               // 25: shoal.v1.Service
+	(*Task)(nil),                  // 26: shoal.v1.Task
+	(*Network)(nil),               // 27: shoal.v1.Network
+	(*Stack)(nil),                 // 28: shoal.v1.Stack
 }
 var file_store_proto_depIdxs = []int32{
-	10, // 0: shoal.v1.NodeSpecPatch.availability:type_name -> shoal.v1.NodeAvailability
-	11, // 1: shoal.v1.NodeSpecPatch.desired_role:type_name -> shoal.v1.NodeRole
-	9,  // 2: shoal.v1.NodeSpecPatch.labels_add:type_name -> shoal.v1.NodeSpecPatch.LabelsAddEntry
-	12, // 3: shoal.v1.NodeStatusPatch.status:type_name -> shoal.v1.NodeStatus
-	11, // 4: shoal.v1.NodeStatusPatch.role:type_name -> shoal.v1.NodeRole
-	13, // 5: shoal.v1.NodeStatusPatch.description:type_name -> shoal.v1.NodeDescription
-	14, // 6: shoal.v1.NodeStatusPatch.certificate:type_name -> shoal.v1.NodeCertificate
-	15, // 7: shoal.v1.NodeStatusPatch.only_if_state:type_name -> shoal.v1.NodeState
-	16, // 8: shoal.v1.TaskStatusPatch.status:type_name -> shoal.v1.TaskStatus
-	17, // 9: shoal.v1.TaskDesiredStatePatch.desired_state:type_name -> shoal.v1.TaskState
-	16, // 10: shoal.v1.TaskAssignment.status:type_name -> shoal.v1.TaskStatus
-	0,  // 11: shoal.v1.StoreAction.kind:type_name -> shoal.v1.ActionKind
-	18, // 12: shoal.v1.StoreAction.node:type_name -> shoal.v1.Node
-	19, // 13: shoal.v1.StoreAction.cluster:type_name -> shoal.v1.Cluster
-	1,  // 14: shoal.v1.StoreAction.node_spec_patch:type_name -> shoal.v1.NodeSpecPatch
-	2,  // 15: shoal.v1.StoreAction.node_status_patch:type_name -> shoal.v1.NodeStatusPatch
-	20, // 16: shoal.v1.StoreAction.service:type_name -> shoal.v1.Service
-	21, // 17: shoal.v1.StoreAction.task:type_name -> shoal.v1.Task
-	3,  // 18: shoal.v1.StoreAction.task_status_patch:type_name -> shoal.v1.TaskStatusPatch
-	4,  // 19: shoal.v1.StoreAction.task_desired_state_patch:type_name -> shoal.v1.TaskDesiredStatePatch
-	5,  // 20: shoal.v1.StoreAction.task_assignment:type_name -> shoal.v1.TaskAssignment
-	22, // 21: shoal.v1.StoreAction.network:type_name -> shoal.v1.Network
-	23, // 22: shoal.v1.StoreAction.stack:type_name -> shoal.v1.Stack
-	6,  // 23: shoal.v1.Command.actions:type_name -> shoal.v1.StoreAction
-	18, // 24: shoal.v1.StoreSnapshot.nodes:type_name -> shoal.v1.Node
-	19, // 25: shoal.v1.StoreSnapshot.clusters:type_name -> shoal.v1.Cluster
-	20, // 26: shoal.v1.StoreSnapshot.services:type_name -> shoal.v1.Service
-	21, // 27: shoal.v1.StoreSnapshot.tasks:type_name -> shoal.v1.Task
-	22, // 28: shoal.v1.StoreSnapshot.networks:type_name -> shoal.v1.Network
-	23, // 29: shoal.v1.StoreSnapshot.stacks:type_name -> shoal.v1.Stack
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	12, // 0: shoal.v1.NodeSpecPatch.availability:type_name -> shoal.v1.NodeAvailability
+	13, // 1: shoal.v1.NodeSpecPatch.desired_role:type_name -> shoal.v1.NodeRole
+	11, // 2: shoal.v1.NodeSpecPatch.labels_add:type_name -> shoal.v1.NodeSpecPatch.LabelsAddEntry
+	14, // 3: shoal.v1.NodeStatusPatch.status:type_name -> shoal.v1.NodeStatus
+	13, // 4: shoal.v1.NodeStatusPatch.role:type_name -> shoal.v1.NodeRole
+	15, // 5: shoal.v1.NodeStatusPatch.description:type_name -> shoal.v1.NodeDescription
+	16, // 6: shoal.v1.NodeStatusPatch.certificate:type_name -> shoal.v1.NodeCertificate
+	17, // 7: shoal.v1.NodeStatusPatch.only_if_state:type_name -> shoal.v1.NodeState
+	18, // 8: shoal.v1.TaskStatusPatch.status:type_name -> shoal.v1.TaskStatus
+	19, // 9: shoal.v1.TaskDesiredStatePatch.desired_state:type_name -> shoal.v1.TaskState
+	18, // 10: shoal.v1.TaskAssignment.status:type_name -> shoal.v1.TaskStatus
+	20, // 11: shoal.v1.NodeAttachmentsPatch.attachments:type_name -> shoal.v1.NodeAttachment
+	21, // 12: shoal.v1.TaskAllocation.networks:type_name -> shoal.v1.NetworkAttachment
+	22, // 13: shoal.v1.TaskAllocation.endpoint:type_name -> shoal.v1.Endpoint
+	18, // 14: shoal.v1.TaskAllocation.status:type_name -> shoal.v1.TaskStatus
+	0,  // 15: shoal.v1.StoreAction.kind:type_name -> shoal.v1.ActionKind
+	23, // 16: shoal.v1.StoreAction.node:type_name -> shoal.v1.Node
+	24, // 17: shoal.v1.StoreAction.cluster:type_name -> shoal.v1.Cluster
+	1,  // 18: shoal.v1.StoreAction.node_spec_patch:type_name -> shoal.v1.NodeSpecPatch
+	2,  // 19: shoal.v1.StoreAction.node_status_patch:type_name -> shoal.v1.NodeStatusPatch
+	25, // 20: shoal.v1.StoreAction.service:type_name -> shoal.v1.Service
+	26, // 21: shoal.v1.StoreAction.task:type_name -> shoal.v1.Task
+	3,  // 22: shoal.v1.StoreAction.task_status_patch:type_name -> shoal.v1.TaskStatusPatch
+	4,  // 23: shoal.v1.StoreAction.task_desired_state_patch:type_name -> shoal.v1.TaskDesiredStatePatch
+	5,  // 24: shoal.v1.StoreAction.task_assignment:type_name -> shoal.v1.TaskAssignment
+	27, // 25: shoal.v1.StoreAction.network:type_name -> shoal.v1.Network
+	28, // 26: shoal.v1.StoreAction.stack:type_name -> shoal.v1.Stack
+	7,  // 27: shoal.v1.StoreAction.task_allocation:type_name -> shoal.v1.TaskAllocation
+	6,  // 28: shoal.v1.StoreAction.node_attachments_patch:type_name -> shoal.v1.NodeAttachmentsPatch
+	8,  // 29: shoal.v1.Command.actions:type_name -> shoal.v1.StoreAction
+	23, // 30: shoal.v1.StoreSnapshot.nodes:type_name -> shoal.v1.Node
+	24, // 31: shoal.v1.StoreSnapshot.clusters:type_name -> shoal.v1.Cluster
+	25, // 32: shoal.v1.StoreSnapshot.services:type_name -> shoal.v1.Service
+	26, // 33: shoal.v1.StoreSnapshot.tasks:type_name -> shoal.v1.Task
+	27, // 34: shoal.v1.StoreSnapshot.networks:type_name -> shoal.v1.Network
+	28, // 35: shoal.v1.StoreSnapshot.stacks:type_name -> shoal.v1.Stack
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_store_proto_init() }
@@ -1015,7 +1204,7 @@ func file_store_proto_init() {
 	file_services_proto_init()
 	file_networks_proto_init()
 	file_stacks_proto_init()
-	file_store_proto_msgTypes[5].OneofWrappers = []any{
+	file_store_proto_msgTypes[7].OneofWrappers = []any{
 		(*StoreAction_Node)(nil),
 		(*StoreAction_Cluster)(nil),
 		(*StoreAction_NodeSpecPatch)(nil),
@@ -1027,6 +1216,8 @@ func file_store_proto_init() {
 		(*StoreAction_TaskAssignment)(nil),
 		(*StoreAction_Network)(nil),
 		(*StoreAction_Stack)(nil),
+		(*StoreAction_TaskAllocation)(nil),
+		(*StoreAction_NodeAttachmentsPatch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1034,7 +1225,7 @@ func file_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_proto_rawDesc), len(file_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

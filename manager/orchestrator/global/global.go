@@ -9,7 +9,8 @@
 //
 // Tasks are created with their node set; the scheduler checks the node
 // still fits. Tasks of an older spec version are left to the rolling
-// updater. It must not import raft, gRPC, worker/, node/ or raftstore/.
+// updater (manager/orchestrator/update), which replaces them node by
+// node. It must not import raft, gRPC, worker/, node/ or raftstore/.
 package global
 
 import (
@@ -24,8 +25,9 @@ import (
 
 // Orchestrator reconciles global services while this manager leads.
 type Orchestrator struct {
-	cfg orchestrator.Config
-	sup *restart.Supervisor
+	cfg  orchestrator.Config
+	sup  *restart.Supervisor
+	gate *orchestrator.DependencyGate
 
 	dirtyServices map[string]struct{}
 	dirtyNodes    map[string]struct{}
@@ -41,6 +43,7 @@ func New(cfg orchestrator.Config) (*Orchestrator, error) {
 	return &Orchestrator{
 		cfg:           cfg,
 		sup:           restart.New(),
+		gate:          orchestrator.NewDependencyGate(),
 		dirtyServices: map[string]struct{}{},
 		dirtyNodes:    map[string]struct{}{},
 		removed:       map[string]struct{}{},
@@ -59,6 +62,7 @@ type loop Orchestrator
 func isGlobal(svc *shoalpb.Service) bool { return orchestrator.ModeOf(svc) == orchestrator.ModeGlobal }
 
 func (l *loop) Observe(ev store.Event) {
+	l.gate.Observe(ev, l.dirtyServices)
 	switch obj := ev.Object.(type) {
 	case *shoalpb.Service:
 		old, _ := ev.Old.(*shoalpb.Service)
@@ -91,6 +95,7 @@ func (l *loop) Reconcile(ctx context.Context, full bool) error {
 	b := o.cfg.NewBatch()
 	for id := range o.removed {
 		o.sup.Forget(id)
+		o.gate.Forget(id)
 	}
 	o.cfg.Store.View(func(tx store.ReadTx) {
 		nodes := orchestrator.ReadNodes(tx)
@@ -108,6 +113,7 @@ func (l *loop) Reconcile(ctx context.Context, full bool) error {
 		}
 		if full {
 			o.sup.Retain(func(id string) bool { return live[id] })
+			o.gate.Retain(func(id string) bool { return live[id] })
 		}
 		o.sup.StartDue(b, tx, now)
 	})
@@ -124,6 +130,10 @@ func (l *loop) Reconcile(ctx context.Context, full bool) error {
 // of its tasks, or only on the nodes in only when it is not nil.
 func (o *Orchestrator) reconcileService(b *orchestrator.Batch, tx store.ReadTx, svc *shoalpb.Service, nodes orchestrator.Nodes, only map[string]struct{}, now time.Time) {
 	tasks := tx.TasksByService(svc.Id)
+	if hold, wait := o.gate.Hold(tx, svc, len(tasks) > 0); hold {
+		o.cfg.Log.Debug("first tasks held back", "service", svc.GetSpec().GetName(), "waiting for", wait)
+		return
+	}
 	byNode := orchestrator.GroupByNode(tasks)
 	ids := map[string]struct{}{}
 	for id := range nodes {

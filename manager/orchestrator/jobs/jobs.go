@@ -32,8 +32,9 @@ import (
 // Orchestrator reconciles replicated and global jobs while this manager
 // leads.
 type Orchestrator struct {
-	cfg orchestrator.Config
-	sup *restart.Supervisor
+	cfg  orchestrator.Config
+	sup  *restart.Supervisor
+	gate *orchestrator.DependencyGate
 
 	dirtyServices map[string]struct{}
 	dirtyNodes    map[string]struct{}
@@ -49,6 +50,7 @@ func New(cfg orchestrator.Config) (*Orchestrator, error) {
 	return &Orchestrator{
 		cfg:           cfg,
 		sup:           restart.New(),
+		gate:          orchestrator.NewDependencyGate(),
 		dirtyServices: map[string]struct{}{},
 		dirtyNodes:    map[string]struct{}{},
 		removed:       map[string]struct{}{},
@@ -67,6 +69,7 @@ type loop Orchestrator
 func isJob(svc *shoalpb.Service) bool { return orchestrator.ModeOf(svc).IsJob() }
 
 func (l *loop) Observe(ev store.Event) {
+	l.gate.Observe(ev, l.dirtyServices)
 	switch obj := ev.Object.(type) {
 	case *shoalpb.Service:
 		old, _ := ev.Old.(*shoalpb.Service)
@@ -99,6 +102,7 @@ func (l *loop) Reconcile(ctx context.Context, full bool) error {
 	b := o.cfg.NewBatch()
 	for id := range o.removed {
 		o.sup.Forget(id)
+		o.gate.Forget(id)
 	}
 	o.cfg.Store.View(func(tx store.ReadTx) {
 		nodes := orchestrator.ReadNodes(tx)
@@ -116,6 +120,12 @@ func (l *loop) Reconcile(ctx context.Context, full bool) error {
 		for _, svc := range tx.Services() {
 			live[svc.Id] = true
 			_, dirty := o.dirtyServices[svc.Id]
+			if isJob(svc) && (full || dirty || touched[svc.Id] || len(o.dirtyNodes) > 0) {
+				if hold, wait := o.gate.Hold(tx, svc, len(tx.TasksByService(svc.Id)) > 0); hold {
+					o.cfg.Log.Debug("first tasks held back", "service", svc.GetSpec().GetName(), "waiting for", wait)
+					continue
+				}
+			}
 			switch orchestrator.ModeOf(svc) {
 			case orchestrator.ModeReplicatedJob:
 				if full || dirty || touched[svc.Id] {
@@ -131,6 +141,7 @@ func (l *loop) Reconcile(ctx context.Context, full bool) error {
 		}
 		if full {
 			o.sup.Retain(func(id string) bool { return live[id] })
+			o.gate.Retain(func(id string) bool { return live[id] })
 		}
 		o.sup.StartDue(b, tx, now)
 	})

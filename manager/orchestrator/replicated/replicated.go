@@ -7,8 +7,8 @@
 //
 // Tasks it makes have no node; the scheduler places them. It does not
 // replace tasks made from an older spec version: that is the rolling
-// updater's work (see reconcileService). It must not import raft, gRPC,
-// worker/, node/ or raftstore/.
+// updater's work (manager/orchestrator/update; see reconcileService). It
+// must not import raft, gRPC, worker/, node/ or raftstore/.
 package replicated
 
 import (
@@ -24,8 +24,9 @@ import (
 
 // Orchestrator reconciles replicated services while this manager leads.
 type Orchestrator struct {
-	cfg orchestrator.Config
-	sup *restart.Supervisor
+	cfg  orchestrator.Config
+	sup  *restart.Supervisor
+	gate *orchestrator.DependencyGate
 
 	dirtyServices map[string]struct{}
 	dirtyNodes    map[string]struct{}
@@ -41,6 +42,7 @@ func New(cfg orchestrator.Config) (*Orchestrator, error) {
 	return &Orchestrator{
 		cfg:           cfg,
 		sup:           restart.New(),
+		gate:          orchestrator.NewDependencyGate(),
 		dirtyServices: map[string]struct{}{},
 		dirtyNodes:    map[string]struct{}{},
 		removed:       map[string]struct{}{},
@@ -60,6 +62,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 type loop Orchestrator
 
 func (l *loop) Observe(ev store.Event) {
+	l.gate.Observe(ev, l.dirtyServices)
 	switch obj := ev.Object.(type) {
 	case *shoalpb.Service:
 		old, _ := ev.Old.(*shoalpb.Service)
@@ -92,6 +95,7 @@ func (l *loop) Reconcile(ctx context.Context, full bool) error {
 	b := o.cfg.NewBatch()
 	for id := range o.removed {
 		o.sup.Forget(id)
+		o.gate.Forget(id)
 	}
 	o.cfg.Store.View(func(tx store.ReadTx) {
 		nodes := orchestrator.ReadNodes(tx)
@@ -105,6 +109,7 @@ func (l *loop) Reconcile(ctx context.Context, full bool) error {
 				}
 			}
 			o.sup.Retain(func(id string) bool { return live[id] })
+			o.gate.Retain(func(id string) bool { return live[id] })
 		} else {
 			services = o.dirty(tx)
 		}

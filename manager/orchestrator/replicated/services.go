@@ -22,6 +22,10 @@ import (
 //     whether and when each is replaced.
 func (o *Orchestrator) reconcileService(b *orchestrator.Batch, tx store.ReadTx, svc *shoalpb.Service, nodes orchestrator.Nodes, now time.Time) {
 	tasks := tx.TasksByService(svc.Id)
+	if hold, wait := o.gate.Hold(tx, svc, len(tasks) > 0); hold {
+		o.cfg.Log.Debug("first tasks held back", "service", svc.GetSpec().GetName(), "waiting for", wait)
+		return
+	}
 	slots := orchestrator.GroupBySlot(tasks)
 	occupied := map[uint64]*shoalpb.Task{}
 	causes := map[string]restart.Cause{} // why this pass stops a task
@@ -37,11 +41,13 @@ func (o *Orchestrator) reconcileService(b *orchestrator.Batch, tx store.ReadTx, 
 			occupied[slot] = keep
 		}
 	}
-	// Extension point: occupied tasks made from an older spec version
-	// (SpecVersion < svc.SpecVersion) are left running here. The rolling
-	// updater will replace them slot by slot, creating each replacement
-	// in the command that shuts the old task down (so no pass finds the
-	// slot empty), and handing delayed starts to the restart supervisor.
+	// Occupied tasks made from an older spec version are left running
+	// here: the rolling updater (manager/orchestrator/update) replaces
+	// them slot by slot, creating each replacement in the command that
+	// shuts the old task down (so no pass finds the slot empty), or beside
+	// it (start-first, which Settle leaves alone until the replacement
+	// runs). Replacements waiting for their old task to stop are started
+	// by the updater.
 	want := svc.GetSpec().GetReplicated().GetReplicas()
 	have := uint64(len(occupied))
 	switch {

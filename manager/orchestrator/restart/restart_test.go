@@ -217,3 +217,122 @@ func TestCauses(t *testing.T) {
 		}
 	}
 }
+
+func taskAt(id string, version uint64, created time.Duration, node string, state, desired shoalpb.TaskState) *shoalpb.Task {
+	return &shoalpb.Task{
+		Id: id, ServiceId: "s", Slot: 1, SpecVersion: version, NodeId: node,
+		Meta:         &shoalpb.Meta{CreatedAt: t0.Add(created).UnixNano()},
+		DesiredState: desired,
+		Status:       &shoalpb.TaskStatus{State: state},
+	}
+}
+
+func TestReplaced(t *testing.T) {
+	const (
+		run      = shoalpb.TaskState_TASK_STATE_RUNNING
+		ready    = shoalpb.TaskState_TASK_STATE_READY
+		pending  = shoalpb.TaskState_TASK_STATE_PENDING
+		shutdown = shoalpb.TaskState_TASK_STATE_SHUTDOWN
+		failed   = shoalpb.TaskState_TASK_STATE_FAILED
+	)
+	old := taskAt("old", 1, 0, "n", run, shutdown)
+	repl := taskAt("new", 2, time.Second, "", pending, ready)
+	if got := Replaced(repl, []*shoalpb.Task{old, repl}); got != old {
+		t.Fatalf("Replaced = %v, want the older-spec task", got)
+	}
+	if !WaitingReplacement(repl, []*shoalpb.Task{old, repl}) {
+		t.Fatal("a READY replacement is not the updater's to start")
+	}
+	// Made in the same instant: the spec version orders them.
+	same := taskAt("a-new", 2, 0, "", pending, ready)
+	if got := Replaced(same, []*shoalpb.Task{old, same}); got != old {
+		t.Fatalf("Replaced (same instant) = %v", got)
+	}
+	// Whether the old task still holds a container.
+	if !HoldsContainer(old) {
+		t.Fatal("a running task holds no container")
+	}
+	if HoldsContainer(taskAt("old", 1, 0, "n", shutdown, shutdown)) || HoldsContainer(taskAt("old", 1, 0, "", pending, shutdown)) {
+		t.Fatal("a stopped or never placed task holds a container")
+	}
+	// Once started it waits no more.
+	started := taskAt("new", 2, time.Second, "n", ready, run)
+	if WaitingReplacement(started, []*shoalpb.Task{old, started}) {
+		t.Fatal("a started replacement still waits")
+	}
+	// A delayed restart follows a task of its own spec: not a replacement.
+	crashed := taskAt("crashed", 2, 0, "n", failed, shutdown)
+	restart := taskAt("restart", 2, time.Second, "", pending, ready)
+	if Replaced(restart, []*shoalpb.Task{old, crashed, restart}) != nil || WaitingReplacement(restart, []*shoalpb.Task{old, crashed, restart}) {
+		t.Fatal("a restart counts as a replacement")
+	}
+}
+
+func TestSettleLeavesUpdatesToTheUpdater(t *testing.T) {
+	const (
+		run      = shoalpb.TaskState_TASK_STATE_RUNNING
+		starting = shoalpb.TaskState_TASK_STATE_STARTING
+		pending  = shoalpb.TaskState_TASK_STATE_PENDING
+		ready    = shoalpb.TaskState_TASK_STATE_READY
+		shutdown = shoalpb.TaskState_TASK_STATE_SHUTDOWN
+	)
+	none := func(*shoalpb.Task) Cause { return CauseNone }
+	settle := func(tasks ...*shoalpb.Task) (*Supervisor, *shoalpb.Task, []string) {
+		s := New()
+		b := orchestrator.NewBatch(0, 0)
+		keep := s.Settle(b, tasks, none, map[string]Cause{}, t0)
+		st := store.New()
+		for _, task := range tasks {
+			b2 := orchestrator.NewBatch(0, 0)
+			b2.CreateTask(task, nil)
+			if err := b2.Commit(t.Context(), &store.LocalProposer{Store: st}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Commit(t.Context(), &store.LocalProposer{Store: st}); err != nil {
+			t.Fatal(err)
+		}
+		var shut []string
+		st.View(func(tx store.ReadTx) {
+			for _, task := range tasks {
+				if tx.Task(task.Id).DesiredState == shutdown && task.DesiredState != shutdown {
+					shut = append(shut, task.Id)
+				}
+			}
+		})
+		return s, keep, shut
+	}
+	// Start-first: the old task runs on while the new one starts...
+	old := taskAt("old", 1, 0, "n", run, run)
+	starter := taskAt("new", 2, time.Second, "n", starting, run)
+	if _, keep, shut := settle(old, starter); keep.Id != "new" || len(shut) != 0 {
+		t.Fatalf("start-first in progress: kept %s, shut down %v", keep.Id, shut)
+	}
+	// ... and goes once it runs.
+	started := taskAt("new", 2, time.Second, "n", run, run)
+	if _, keep, shut := settle(old, started); keep.Id != "new" || len(shut) != 1 || shut[0] != "old" {
+		t.Fatalf("start-first done: kept %s, shut down %v", keep.Id, shut)
+	}
+	// Two tasks of one spec: one goes, as before.
+	dup := taskAt("dup", 1, time.Second, "n", pending, run)
+	if _, keep, shut := settle(old, dup); keep.Id != "old" || len(shut) != 1 || shut[0] != "dup" {
+		t.Fatalf("duplicate: kept %s, shut down %v", keep.Id, shut)
+	}
+	// A stop-first replacement waiting for its old task is not timed.
+	stopping := taskAt("old", 1, 0, "n", run, shutdown)
+	waiting := taskAt("new", 2, time.Second, "n", ready, ready)
+	if s, keep, _ := settle(stopping, waiting); keep.Id != "new" || !s.Wake().IsZero() {
+		t.Fatalf("stop-first replacement: kept %s, wake %v (want none)", keep.Id, s.Wake())
+	}
+	// Nor once the old task stopped: the updater starts it when prepared.
+	gone := taskAt("old", 1, 0, "n", shutdown, shutdown)
+	if s, _, _ := settle(gone, waiting); !s.Wake().IsZero() {
+		t.Fatal("a stop-first replacement is timed by the supervisor")
+	}
+	// A delayed restart is timed.
+	crashed := taskAt("crashed", 1, 0, "n", shoalpb.TaskState_TASK_STATE_FAILED, shutdown)
+	restart := taskAt("restart", 1, time.Second, "", pending, ready)
+	if s, _, _ := settle(crashed, restart); s.Wake().IsZero() {
+		t.Fatal("a delayed restart is not timed")
+	}
+}

@@ -12,7 +12,15 @@ import (
 // causes; of the others one is kept (orchestrator.Better) and the rest
 // shut down. It returns the task kept, or nil, and times the kept task's
 // delayed start if it waits in READY.
+//
+// Two cases are the rolling updater's and left to it: a task of an older
+// spec running beside a newer one that has not reached RUNNING yet is a
+// start-first replacement in progress, so the best such older task is
+// kept running too until the newer one runs; and a replacement waiting in
+// READY for the task it replaces to stop (WaitingReplacement) is started
+// by the updater, not timed here.
 func (s *Supervisor) Settle(b *orchestrator.Batch, tasks []*shoalpb.Task, check func(*shoalpb.Task) Cause, causes map[string]Cause, now time.Time) (keep *shoalpb.Task) {
+	var dropped []*shoalpb.Task
 	for _, t := range tasks {
 		if !orchestrator.IsRunnable(t) {
 			continue
@@ -28,9 +36,30 @@ func (s *Supervisor) Settle(b *orchestrator.Batch, tasks []*shoalpb.Task, check 
 		}
 		var drop *shoalpb.Task
 		keep, drop = orchestrator.Better(keep, t)
-		b.Shutdown(drop, now)
+		dropped = append(dropped, drop)
 	}
-	if keep != nil {
+	if keep == nil {
+		return nil
+	}
+	var spare *shoalpb.Task
+	if keep.GetStatus().GetState() < shoalpb.TaskState_TASK_STATE_RUNNING {
+		for _, d := range dropped {
+			if d.GetSpecVersion() >= keep.GetSpecVersion() {
+				continue
+			}
+			if spare == nil {
+				spare = d
+			} else {
+				spare, _ = orchestrator.Better(spare, d)
+			}
+		}
+	}
+	for _, d := range dropped {
+		if d != spare {
+			b.Shutdown(d, now)
+		}
+	}
+	if !WaitingReplacement(keep, tasks) {
 		s.Track(keep)
 	}
 	return keep
