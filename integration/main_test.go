@@ -16,7 +16,25 @@ import (
 	"github.com/shoal-project/shoal/proto/shoalpb"
 )
 
-func TestMain(m *testing.M) { harness.Main(m) }
+func TestMain(m *testing.M) { harness.Main(m, removeSandboxImage) }
+
+// removeSandboxImage removes the image the daemons make for the sandbox
+// containers of tasks on overlay networks, and the earlier copies that
+// daemons importing it at the same time left untagged, unless containers
+// (of another test process) still use them.
+func removeSandboxImage() {
+	_ = exec.Command("docker", "rmi", "shoal/sandbox:1").Run()
+	out, err := exec.Command("docker", "images", "-q", "--no-trunc", "--filter", "dangling=true").Output()
+	if err != nil {
+		return
+	}
+	for _, id := range strings.Fields(string(out)) {
+		ep, err := exec.Command("docker", "image", "inspect", "--format", "{{json .Config.Entrypoint}}", id).Output()
+		if err == nil && strings.TrimSpace(string(ep)) == `["/pause"]` {
+			_ = exec.Command("docker", "rmi", id).Run()
+		}
+	}
+}
 
 // testCluster is a lab with a swarm on its hosts.
 type testCluster struct {
@@ -25,6 +43,9 @@ type testCluster struct {
 	workers  []*harness.Host
 	ids      map[*harness.Host]string
 }
+
+// testAddrPool is the default address pool every test swarm is made with.
+const testAddrPool = "198.19.0.0/16"
 
 // newCluster starts nManagers managers (the first inits the swarm) and
 // nWorkers workers, and waits until every node is Ready.
@@ -60,7 +81,8 @@ func newClusterArgs(t *testing.T, nManagers, nWorkers int, daemonArgs ...string)
 		removeNodeContainers(t, c.ids)
 	})
 	first := c.managers[0]
-	first.MustCLI(t, "swarm", "init", "--advertise-addr", first.IP)
+	// Overlay addresses, like the hosts', stay in the test range.
+	first.MustCLI(t, "swarm", "init", "--advertise-addr", first.IP, "--default-addr-pool", testAddrPool)
 	c.ids[first] = nodeID(t, first)
 	mtok := strings.TrimSpace(first.MustCLI(t, "swarm", "join-token", "-q", "manager"))
 	wtok := strings.TrimSpace(first.MustCLI(t, "swarm", "join-token", "-q", "worker"))

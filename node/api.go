@@ -19,6 +19,7 @@ import (
 
 	"github.com/shoal-project/shoal/identity"
 	"github.com/shoal-project/shoal/manager"
+	"github.com/shoal-project/shoal/manager/allocator"
 	"github.com/shoal-project/shoal/manager/ca"
 	"github.com/shoal-project/shoal/manager/controlapi"
 	"github.com/shoal-project/shoal/manager/dispatcher"
@@ -82,6 +83,12 @@ func (a *daemonAPI) Init(ctx context.Context, req *shoalpb.InitRequest) (*shoalp
 	if history < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid task history limit %d: must not be negative", history)
 	}
+	netCfg, err := allocator.ParseNetworkConfig(&shoalpb.NetworkConfig{
+		DefaultAddrPool: req.DefaultAddrPool, SubnetSize: req.SubnetSize, DataPathPort: req.DataPathPort,
+	})
+	if err != nil {
+		return nil, invalidArg(err)
+	}
 	listen, err := resolveListen(req.ListenAddr, d.cfg.ListenAddr)
 	if err != nil {
 		return nil, invalidArg(err)
@@ -124,7 +131,12 @@ func (a *daemonAPI) Init(ctx context.Context, req *shoalpb.InitRequest) (*shoalp
 	advHost, _, _ := net.SplitHostPort(advertise)
 	gossipAddr := net.JoinHostPort(advHost, fmt.Sprint(d.cfg.GossipPort))
 	ts := now.UnixNano()
+	ingress, err := allocator.NewIngressNetwork(manager.NewNodeID(), netCfg, ts)
+	if err != nil {
+		return nil, invalidArg(err)
+	}
 	boot := &manager.Bootstrap{
+		Networks: []*shoalpb.Network{ingress},
 		Cluster: &shoalpb.Cluster{
 			Id:   clusterID,
 			Meta: &shoalpb.Meta{CreatedAt: ts, UpdatedAt: ts},
@@ -135,9 +147,10 @@ func (a *daemonAPI) Init(ctx context.Context, req *shoalpb.InitRequest) (*shoalp
 				Orchestration: &shoalpb.OrchestrationSpec{TaskHistoryRetentionLimit: history},
 				Raft:          &shoalpb.RaftSpec{SnapshotInterval: 10000},
 			},
-			RootCa:     &shoalpb.RootCA{CertPem: root.CertPEM, KeyPem: root.KeyPEM, Digest: root.Digest},
-			JoinTokens: &shoalpb.JoinTokens{Worker: workerTok, Manager: managerTok},
-			GossipKey:  gossipKey,
+			RootCa:        &shoalpb.RootCA{CertPem: root.CertPEM, KeyPem: root.KeyPEM, Digest: root.Digest},
+			JoinTokens:    &shoalpb.JoinTokens{Worker: workerTok, Manager: managerTok},
+			GossipKey:     gossipKey,
+			NetworkConfig: netCfg.Proto(),
 		},
 		Node: &shoalpb.Node{
 			Id:            nodeID,
@@ -460,6 +473,14 @@ func (a *daemonAPI) Info(ctx context.Context, _ *shoalpb.InfoRequest) (*shoalpb.
 				}
 			}
 			resp.CertExpiryNs = tx.Cluster().GetSpec().GetCa().GetNodeCertExpiryNs()
+			if c := tx.Cluster(); c != nil {
+				nc, err := allocator.ClusterNetworkConfig(c)
+				if err != nil {
+					return
+				}
+				cfg := nc.Proto()
+				resp.DefaultAddrPool, resp.SubnetSize, resp.DataPathPort = cfg.DefaultAddrPool, cfg.SubnetSize, cfg.DataPathPort
+			}
 		})
 	}
 	return resp, nil

@@ -32,6 +32,9 @@ type cluster struct {
 	pool   *connPool
 	gossip *gossip.Gossip
 	dead   <-chan string
+	// overlay is the node's overlay networking: data plane, endpoint
+	// table (carried by gossip), task attachments and DNS.
+	overlay *overlayNet
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,24 +81,33 @@ func (d *Daemon) startCluster(st *State, opts *managerOpts) error {
 	if bindIP == "" {
 		bindIP = "0.0.0.0"
 	}
-	g, err := gossip.Start(gossip.Config{NodeID: st.NodeID, BindIP: bindIP, Port: port, AdvertiseIP: gh, Key: st.GossipKey, Logger: d.log.With("component", "gossip")})
+	ov, err := newOverlay(d.log, st.NodeID, d.layout.overlayDir(), st.AdvertiseAddr, d.ovOpts)
 	if err != nil {
 		return err
 	}
+	g, err := gossip.Start(ov.gossipConfig(gossip.Config{NodeID: st.NodeID, BindIP: bindIP, Port: port, AdvertiseIP: gh, Key: st.GossipKey, Logger: d.log.With("component", "gossip")}))
+	if err != nil {
+		ov.stop(false)
+		return err
+	}
+	ov.setGossip(g)
 	c.gossip = g
 	c.dead = g.Dead()
+	c.overlay = ov
 	if st.Role == roleManager {
 		if opts == nil {
 			opts = &managerOpts{}
 		}
 		if err := c.startManager(*opts); err != nil {
 			g.Shutdown()
+			ov.stop(false)
 			return err
 		}
 	}
 	if err := c.startTasks(); err != nil {
 		c.stopManager()
 		g.Shutdown()
+		ov.stop(false)
 		return fmt.Errorf("task runtime: %w", err)
 	}
 	d.cl = c
@@ -196,6 +208,7 @@ func (c *cluster) stop(leave bool) {
 	}
 	c.wg.Wait()
 	c.stopTasks()
+	c.overlay.stop(leave)
 	c.pool.Reset()
 }
 
@@ -254,7 +267,12 @@ func (c *cluster) gossipJoinLoop() {
 		if len(addrs) > 0 {
 			if _, err := c.gossip.Join(addrs); err != nil {
 				c.d.log.Debug("gossip join", "addrs", addrs, "err", err)
+			} else {
+				c.overlay.gossipJoined()
 			}
+		} else {
+			// Nobody to reach, or every known manager is seen alive.
+			c.overlay.gossipJoined()
 		}
 		select {
 		case <-c.ctx.Done():
@@ -269,6 +287,7 @@ func (c *cluster) onHeartbeat(resp *shoalpb.HeartbeatResponse) {
 	if c.ctx.Err() != nil {
 		return
 	}
+	c.overlay.onHeartbeat(resp.Overlay)
 	c.smu.Lock()
 	peers := peersFromProto(resp.Managers)
 	changed := len(peers) > 0 && !samePeers(peers, c.state.Managers)

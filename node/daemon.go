@@ -47,9 +47,16 @@ type Config struct {
 	// RaftTimeout is the Raft heartbeat and election timeout of this
 	// node's manager (0: DefaultRaftTimeout).
 	RaftTimeout time.Duration
-	Logger      *slog.Logger
-	Version     string
-	GitCommit   string
+	// EgressSubnet is the local subnet of the egress bridge tasks on
+	// overlay networks reach outside through ("": DefaultEgressSubnet;
+	// "none": no egress, and no host-mode published ports).
+	EgressSubnet string
+	// ResolvConf is the file tasks' resolvers take their upstream name
+	// servers and search domains from ("": DefaultResolvConf).
+	ResolvConf string
+	Logger     *slog.Logger
+	Version    string
+	GitCommit  string
 }
 
 // Daemon is one node's long-running process.
@@ -57,6 +64,7 @@ type Daemon struct {
 	cfg    Config
 	log    *slog.Logger
 	layout layout
+	ovOpts overlayOptions
 
 	// mu serialises lifecycle operations (init, join, leave, role
 	// changes) and guards state and cl.
@@ -94,13 +102,17 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.RaftTimeout < MinRaftTimeout || cfg.RaftTimeout > MaxRaftTimeout {
 		return nil, fmt.Errorf("invalid raft timeout %s: must be between %s and %s", cfg.RaftTimeout, MinRaftTimeout, MaxRaftTimeout)
 	}
+	ovOpts, err := parseOverlayOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
 	}
 	if _, err := os.ReadDir(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("data directory %s is not readable: %w", cfg.DataDir, err)
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, layout: layout{root: cfg.DataDir}}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, layout: layout{root: cfg.DataDir}, ovOpts: ovOpts}
 	st, err := loadState(d.layout)
 	if err != nil {
 		return nil, err

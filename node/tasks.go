@@ -24,13 +24,20 @@ type taskRuntime struct {
 
 // newExecutor returns the executor tasks run through: the Docker Engine
 // (found the way the docker CLI finds it: DOCKER_HOST or the default
-// socket), with API-version negotiation for older engines.
-func (d *Daemon) newExecutor(nodeID string) (exec.Executor, func(context.Context, map[string]bool), error) {
+// socket), with API-version negotiation for older engines, attaching tasks
+// on overlay networks through ov.
+func (d *Daemon) newExecutor(nodeID string, ov *overlayNet) (exec.Executor, func(context.Context, map[string]bool), error) {
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return nil, nil, fmt.Errorf("docker client: %w", err)
 	}
+	// Negotiate the API version now, before the client is shared: a lazy
+	// first negotiation writes the version while other calls read it.
+	nctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	cli.NegotiateAPIVersion(nctx)
+	cancel()
 	e := docker.New(cli, nodeID, d.cfg.NodeName)
+	e.Network = ov
 	removeOrphans := func(ctx context.Context, keep map[string]bool) {
 		removed, err := e.RemoveOrphans(ctx, keep)
 		if err != nil {
@@ -41,7 +48,7 @@ func (d *Daemon) newExecutor(nodeID string) (exec.Executor, func(context.Context
 			d.log.Info("removed container of a task this node no longer has", "container", c.Name, "task", c.TaskID)
 		}
 	}
-	return e, removeOrphans, nil
+	return overlayExecutor{Executor: e, ov: ov}, removeOrphans, nil
 }
 
 // startTasks starts the task runtime of a cluster: local task database,
@@ -57,7 +64,18 @@ func (c *cluster) startTasks() error {
 	if err != nil {
 		return err
 	}
-	executor, removeOrphans, err := d.newExecutor(c.state.NodeID)
+	// The data plane a previous run left comes up, and the endpoints of
+	// the tasks still here are published again, before the tasks are
+	// re-adopted.
+	recs, err := db.All()
+	if err != nil {
+		db.Close()
+		return err
+	}
+	if err := c.overlay.restore(recs); err != nil {
+		d.log.Error("overlay networking could not be restored; waiting for the managers' configuration", "err", err)
+	}
+	executor, removeOrphans, err := d.newExecutor(c.state.NodeID, c.overlay)
 	if err != nil {
 		db.Close()
 		return err

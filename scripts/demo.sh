@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs a local Shoal cluster: 3 managers and 2 workers, each a "host" in its
 # own network namespace on a private LAN (198.18.0.0/16) that lives in a
-# namespace of its own, with a demo service of 6 replicas and a global one
-# running as Docker containers. Needs root, iproute2, util-linux (nsenter),
-# a running Docker Engine and Debian's busybox-static (for the demo image).
+# namespace of its own, with a demo service of 6 replicas on an overlay
+# network, published on port 8080 of every node (the routing mesh), and a
+# global one, running as Docker containers. Overlay addresses come from
+# 198.19.0.0/16 and nothing is routed out of the demo's namespaces. Needs
+# root, iproute2, util-linux (nsenter), a running Docker Engine and
+# Debian's busybox-static (for the demo image).
 #
 #   scripts/demo.sh          build, start the cluster and show it
 #   scripts/demo.sh down     stop every daemon and remove the namespaces
@@ -30,7 +33,7 @@ demo_image() {
   root=$(mktemp -d)
   mkdir -p "$root/bin" "$root/tmp"
   cp /bin/busybox "$root/bin/"
-  for a in sh sleep echo hostname cat ls true; do ln -s busybox "$root/bin/$a"; done
+  for a in sh sleep echo hostname cat ls true httpd wget nslookup; do ln -s busybox "$root/bin/$a"; done
   tar -C "$root" -c . | docker import -c 'ENV PATH=/bin' - "$IMAGE" >/dev/null
   rm -rf "$root"
 }
@@ -59,13 +62,22 @@ down() {
   for ns in $(ip netns list | awk '{print $1}' | grep "^${NS}-" || true); do
     ip netns del "$ns"
   done
+  # Overlay sandboxes are namespaces bind-mounted in the data directories.
+  awk -v d="$DIR/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
   rm -rf "$DIR"
   docker rmi -f "$IMAGE" >/dev/null 2>&1 || true
+  # The tasks' sandbox image, unless other containers still use it.
+  docker rmi shoal/sandbox:1 >/dev/null 2>&1 || true
 }
 
 up() {
   down
   mkdir -p "$DIR"
+  # Tasks' resolvers forward names outside the swarm here: the loopback
+  # of each host's namespace, where nothing answers.
+  echo "nameserver 127.0.0.1" >"$DIR/resolv.conf"
   echo "building shoal..."
   go build -o "$DIR/shoal" ./cmd/shoal
 
@@ -85,6 +97,7 @@ up() {
     ip -n "$NS-lan" link set "${NS}b$i" up
     nsenter --net="/run/netns/$NS-h$i" "$DIR/shoal" daemon --data-dir "$DIR/node$i" \
       --host "unix://$DIR/node$i.sock" --node-name "node$i" --advertise-addr "198.18.0.$i" \
+      --egress-subnet 198.19.255.0/24 --resolv-conf "$DIR/resolv.conf" \
       >"$DIR/node$i.log" 2>&1 &
     echo $! >"$DIR/node$i.pid"
   done
@@ -93,7 +106,7 @@ up() {
     [ -S "$DIR/node$i.sock" ] || { echo "node$i did not start; see $DIR/node$i.log" >&2; exit 1; }
   done
 
-  shoal 1 swarm init --advertise-addr 198.18.0.1
+  shoal 1 swarm init --advertise-addr 198.18.0.1 --default-addr-pool 198.19.0.0/16
   mtok=$(shoal 1 swarm join-token -q manager)
   wtok=$(shoal 1 swarm join-token -q worker)
   for i in $(seq 2 "$MANAGERS"); do shoal "$i" swarm join --token "$mtok" 198.18.0.1:2377; done
@@ -109,8 +122,10 @@ up() {
   echo
   if [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static; then
     demo_image
-    shoal 1 service create --name demo --replicas 6 --stop-grace-period 1s "$IMAGE" \
-      sh -c 'while true; do echo "tick from $(hostname)"; sleep 5; done'
+    shoal 1 network create -d overlay demo-net >/dev/null
+    shoal 1 service create --name demo --replicas 6 --stop-grace-period 1s \
+      --network demo-net --publish 8080:80 "$IMAGE" \
+      sh -c 'hostname > /tmp/index.html; httpd -p 80 -h /tmp; while true; do echo "tick from $(hostname)"; sleep 5; done'
     shoal 1 service create -d --name per-node --mode global "$IMAGE" sleep 86400 >/dev/null
     echo
     shoal 1 service ls
@@ -124,6 +139,7 @@ up() {
   echo "  $DIR/shoal -H unix://$DIR/node2.sock node ls"
   echo "  $DIR/shoal -H unix://$DIR/node1.sock info"
   echo "  kill -9 \$(cat $DIR/node1.pid); $DIR/shoal -H unix://$DIR/node2.sock node ls"
+  echo "  nsenter --net=/run/netns/$NS-h1 busybox wget -qO- http://198.18.0.4:8080/   # the routing mesh, any node"
   echo "Logs: $DIR/node*.log. Stop it with: scripts/demo.sh down"
 }
 

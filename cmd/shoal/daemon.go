@@ -22,6 +22,8 @@ type daemonOptions struct {
 	listenAddr    string
 	gossipPort    int
 	raftTimeout   time.Duration
+	egressSubnet  string
+	resolvConf    string
 	logLevel      *enumValue
 }
 
@@ -47,6 +49,8 @@ func newDaemonCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.listenAddr, "listen-addr", node.DefaultListenAddr, "Default listen address (IP[:port] or interface) for swarm init and join")
 	f.IntVar(&o.gossipPort, "gossip-port", 7946, "Port of the node's gossip endpoint")
 	f.DurationVar(&o.raftTimeout, "raft-timeout", node.DefaultRaftTimeout, "Raft heartbeat and election timeout of this node when it is a manager")
+	f.StringVar(&o.egressSubnet, "egress-subnet", node.DefaultEgressSubnet, `Local subnet of the bridge tasks on overlay networks reach outside through ("none": no egress)`)
+	f.StringVar(&o.resolvConf, "resolv-conf", node.DefaultResolvConf, "File whose name servers and search domains tasks' DNS resolvers use for names outside the swarm")
 	f.Var(o.logLevel, "log-level", "Logging level (debug, info, warn, error)")
 	return cmd
 }
@@ -64,6 +68,8 @@ func runDaemon(cmd *cobra.Command, g *globalOptions, o *daemonOptions) error {
 		ListenAddr:    o.listenAddr,
 		GossipPort:    o.gossipPort,
 		RaftTimeout:   o.raftTimeout,
+		EgressSubnet:  o.egressSubnet,
+		ResolvConf:    o.resolvConf,
 		Logger:        logger,
 		Version:       version,
 		GitCommit:     buildCommit(),

@@ -140,12 +140,16 @@ func RemoveBuilds() {
 }
 
 // Main runs the tests of a package using the harness, removes the built
-// binaries and exits. Use it from TestMain:
+// binaries and the test image, runs the given cleanups and exits. Use it
+// from TestMain:
 //
 //	func TestMain(m *testing.M) { harness.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
 	RemoveBuilds()
 	removeImage()
+	for _, f := range cleanups {
+		f()
+	}
 	os.Exit(code)
 }

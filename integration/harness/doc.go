@@ -12,15 +12,19 @@
 //     lab; IPv6 is disabled in lab namespaces so no other addresses exist;
 //   - the daemon process of every host (Host.Start, Stop, Kill, Restart),
 //     started with nsenter inside the host namespace, with its output kept
-//     in a per-host log file that is printed when a test fails;
+//     in a per-host log file that is printed when a test fails. Its
+//     overlay networking stays in the test range and in the lab: the
+//     egress bridge takes EgressSubnet and tasks' resolvers forward to the
+//     host namespace's loopback, where nothing answers;
 //   - fault injection: cutting a host off the LAN (Partition, Heal) and
 //     dropping traffic between selected hosts with nftables (Block, Unblock,
 //     UnblockAll);
 //   - running the shoal CLI against a host's unix socket (CLI, MustCLI) and
 //     arbitrary commands inside a host's namespace (Exec);
-//   - cleanup of every namespace, process and file it creates, including
-//     namespaces and directories left behind by earlier test processes that
-//     died.
+//   - cleanup of every namespace, process and file it creates (mounts the
+//     daemons left in their data directories, such as the overlay's
+//     sandbox namespaces, included), including namespaces and directories
+//     left behind by earlier test processes that died.
 //
 // The harness drives the shoal binary only, through its command line and
 // its sockets. It must not import the manager/, worker/ or raftstore/

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -144,9 +145,22 @@ func (h *Host) daemonArgs(extra []string) []string {
 		"--advertise-addr", h.IP,
 		"--listen-addr", h.IP + ":2377",
 		"--log-level", "debug",
+		// Overlay networking stays in the test range and in the lab: the
+		// egress bridge takes the last /24 of 198.19.0.0/16 (tests carve
+		// overlay subnets from its start), and tasks' resolvers forward
+		// other names to the host namespace's loopback, where nothing
+		// listens.
+		"--egress-subnet", EgressSubnet,
+		"--resolv-conf", filepath.Join(h.lab.Dir, resolvConfName),
 	}
 	return append(args, extra...)
 }
+
+// EgressSubnet is the egress bridge subnet of every test daemon.
+const EgressSubnet = "198.19.255.0/24"
+
+// resolvConfName is the lab's resolv.conf for the daemons (see daemonArgs).
+const resolvConfName = "resolv.conf"
 
 // Start starts the daemon (see StartErr) and fails the test if it does not
 // come up.

@@ -124,6 +124,9 @@ func NewLab(t testing.TB, opts LabOptions) *Lab {
 	if err := os.WriteFile(filepath.Join(dir, labMarker), nil, 0o644); err != nil {
 		t.Fatalf("harness: %v", err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, resolvConfName), []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		t.Fatalf("harness: %v", err)
+	}
 	return l
 }
 
@@ -251,6 +254,11 @@ func (l *Lab) close() error {
 	}
 
 	if dir != "" {
+		// Namespaces the daemons bind-mounted in their data directories
+		// (overlay sandboxes) would keep the directory busy.
+		if err := unmountUnder(dir); err != nil {
+			errs = append(errs, err)
+		}
 		if os.Getenv("SHOAL_KEEP_LAB") == "1" {
 			_ = os.WriteFile(filepath.Join(dir, keepMarker), nil, 0o644)
 			l.t.Logf("harness: SHOAL_KEEP_LAB=1: lab %s kept in %s", l.Prefix, dir)

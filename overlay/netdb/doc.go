@@ -2,7 +2,8 @@
 //
 // It owns the per-node replica of every endpoint (a task's attachment to an
 // overlay network: IP, MAC, the VTEP of the node it runs on, its service and
-// task names, aliases and the service VIP), the rules that make replicas
+// task names, aliases, the service VIP and, on the ingress network, the
+// ports the service publishes), the rules that make replicas
 // converge, and the change events the data plane, DNS and load balancing
 // consume. It does not program the kernel and it does not decide
 // allocations: the managers' Raft store stays the source of truth for IPs,

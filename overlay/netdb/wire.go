@@ -19,7 +19,9 @@ import (
 //	  bytes ip = 4;  bytes mac = 5;  bytes vtep = 6;   // addresses: 4 or 16 bytes
 //	  string service_id = 7;  string service_name = 8;  string task_name = 9;
 //	  repeated string aliases = 10;  bytes vip = 11;
-//	}
+//	  repeated Port ports = 12;   // added within format version 1: older
+//	}                             // nodes skip it, as every unknown field
+//	message Port { uint32 protocol = 1;  uint32 published = 2;  uint32 target = 3; }
 //	message Entry {            // msgEntry
 //	  Endpoint endpoint = 1;  uint64 version = 2;  bool deleted = 3;
 //	  uint64 ttl_ms = 4;       // tombstones: milliseconds left before it is dropped
@@ -150,7 +152,14 @@ func appendEndpoint(b []byte, e Endpoint) []byte {
 		b = protowire.AppendTag(b, 10, protowire.BytesType)
 		b = protowire.AppendString(b, a)
 	}
-	return appendAddr(b, 11, e.VIP)
+	b = appendAddr(b, 11, e.VIP)
+	for _, p := range e.Ports {
+		pb := appendUint(nil, 1, uint64(p.Protocol))
+		pb = appendUint(pb, 2, uint64(p.Published))
+		pb = appendUint(pb, 3, uint64(p.Target))
+		b = appendMessage(b, 12, pb)
+	}
+	return b
 }
 
 func appendRecord(b []byte, r record) []byte {
@@ -290,10 +299,38 @@ func decodeEndpoint(b []byte) (Endpoint, error) {
 			e.Aliases = append(e.Aliases, string(f.bytes))
 		case 11:
 			e.VIP, err = decodeAddr(f)
+		case 12:
+			var p Port
+			p, err = decodePort(f.bytes)
+			e.Ports = append(e.Ports, p)
 		}
 		return err
 	})
 	return e, err
+}
+
+func decodePort(b []byte) (Port, error) {
+	var p Port
+	err := walk(b, func(f field) error {
+		switch f.num {
+		case 1:
+			if f.u > 255 {
+				return fmt.Errorf("port protocol %d out of range", f.u)
+			}
+			p.Protocol = uint8(f.u)
+		case 2, 3:
+			if f.u > 65535 {
+				return fmt.Errorf("port %d out of range", f.u)
+			}
+			if f.num == 2 {
+				p.Published = uint16(f.u)
+			} else {
+				p.Target = uint16(f.u)
+			}
+		}
+		return nil
+	})
+	return p, err
 }
 
 func decodeRecord(b []byte) (record, error) {

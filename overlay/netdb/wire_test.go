@@ -1,6 +1,7 @@
 package netdb
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"reflect"
@@ -143,4 +144,73 @@ func FuzzDecode(f *testing.F) {
 			_, _ = decodeState(body)
 		}
 	})
+}
+
+func TestPortsRoundTrip(t *testing.T) {
+	e := ep("ingress", "e1", "a", 1)
+	e.Ports = []Port{{Protocol: 6, Published: 8080, Target: 80}, {Protocol: 17, Published: 5353, Target: 53}}
+	r := record{ep: e, version: 7}
+	_, body, err := splitMessage(encodeEntry(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeRecord(body)
+	if err != nil || !reflect.DeepEqual(got, r) {
+		t.Fatalf("round trip with ports: %+v, %v", got, err)
+	}
+
+	// The ports are appended as field 12 after everything a node of the
+	// first release of format 1 reads, so such a node (which skips
+	// unknown fields) sees the same endpoint without them.
+	plain := e
+	plain.Ports = nil
+	withPorts, without := encodeEndpoint(e), encodeEndpoint(plain)
+	if !bytes.HasPrefix(withPorts, without) {
+		t.Fatalf("ports are not a suffix of the endpoint's encoding")
+	}
+	rest := withPorts[len(without):]
+	for len(rest) > 0 {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 || num != 12 || typ != protowire.BytesType {
+			t.Fatalf("suffix holds field %d type %d, want only ports (12)", num, typ)
+		}
+		rest = rest[n:]
+		_, n = protowire.ConsumeBytes(rest)
+		rest = rest[n:]
+	}
+
+	bad := appendMessage(nil, 12, appendUint(nil, 2, 70000))
+	if _, err := decodeEndpoint(bad); err == nil {
+		t.Error("a published port of 70000 was accepted")
+	}
+}
+
+func TestPublishRejectsZeroPorts(t *testing.T) {
+	db, err := New(Config{NodeID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.JoinNetwork("n"); err != nil {
+		t.Fatal(err)
+	}
+	e := ep("n", "e1", "a", 1)
+	e.Ports = []Port{{Protocol: 6, Published: 0, Target: 80}}
+	if err := db.Publish(e); err == nil {
+		t.Error("an endpoint with published port 0 was accepted")
+	}
+	e.Ports = []Port{{Protocol: 6, Published: 8080, Target: 80}}
+	if err := db.Publish(e); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := db.Get("n", "e1")
+	if !ok || !got.Equal(e) {
+		t.Errorf("published endpoint reads back as %+v (%v)", got, ok)
+	}
+	// Equal and Clone cover the ports.
+	c := got.Clone()
+	c.Ports[0].Target = 81
+	if got.Ports[0].Target != 80 || c.Equal(got) {
+		t.Error("Clone shares the ports, or Equal ignores them")
+	}
 }
