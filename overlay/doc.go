@@ -86,7 +86,8 @@
 //  9. Daemon stop: m.Close() (kernel state stays, for step 1 next time).
 //     Node leaving the swarm: m.Teardown(ctx).
 //
-// The embedded resolver's upstream queries leave a task through its egress
-// interface like any other traffic; resolvers that must reach a loopback
-// upstream of the node have to dial from the node's namespace instead.
+// The embedded resolver (overlay/dns) sends its upstream queries from the
+// node's own namespace, not through a task's egress interface, so tasks
+// on internal networks resolve outside names too, and loopback upstreams
+// of the node are reachable.
 package overlay
