@@ -126,6 +126,7 @@ func New(cfg Config) (*Manager, error) {
 		Store: st, Proposer: m.prop, Log: cfg.Logger.With("component", "dispatcher"), Now: time.Now,
 		Managers: func() []*shoalpb.Peer { return membership.Managers(st, rn) },
 		LeaderID: func() string { id, _ := rn.Leader(); return id },
+		Ready:    rn.CaughtUp,
 	}
 	m.logs = &logbroker.Broker{Store: st, Log: cfg.Logger.With("component", "logbroker")}
 	return m, nil

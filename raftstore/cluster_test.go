@@ -284,3 +284,37 @@ func assertServers(t *testing.T, n *Node, want map[string]bool) {
 		}
 	}
 }
+
+func TestCaughtUp(t *testing.T) {
+	c := NewTestCluster(t, 3, newListSM)
+	leader := c.Leader(t)
+	if _, err := leader.Apply(context.Background(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Nodes() {
+		deadline := time.Now().Add(10 * time.Second)
+		for n.CaughtUp() != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never caught up: %v", n.ID(), n.CaughtUp())
+			}
+			time.Sleep(10 * time.Millisecond) // polling the node's indexes
+		}
+	}
+	// Cut off, a follower soon knows no leader and stops claiming to be
+	// current.
+	var follower *Node
+	for _, n := range c.Nodes() {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	c.Partition(follower.ID())
+	deadline := time.Now().Add(10 * time.Second)
+	for follower.CaughtUp() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("a partitioned follower still says it is caught up")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the node's view
+	}
+}

@@ -204,6 +204,20 @@ func (n *Node) LastContact() time.Time { return n.raft.LastContact() }
 // machine (or restored from a snapshot).
 func (n *Node) AppliedIndex() uint64 { return n.fsm.applied.Load() }
 
+// CaughtUp returns nil once this node's state machine reflects the
+// cluster's committed state: a leader is known and every entry known to be
+// committed is applied. A manager that has just restarted holds only its
+// last snapshot until then, and must not serve that as the cluster's state.
+func (n *Node) CaughtUp() error {
+	if id, _ := n.Leader(); id == "" {
+		return errors.New("no leader is known yet")
+	}
+	if applied, commit := n.AppliedIndex(), n.raft.CommitIndex(); applied < commit {
+		return fmt.Errorf("applied index %d is behind the commit index %d", applied, commit)
+	}
+	return nil
+}
+
 // WaitApplied blocks until the state machine has applied index, ctx ends,
 // or the node stops. Use it with indexes returned by Apply.
 func (n *Node) WaitApplied(ctx context.Context, index uint64) error {

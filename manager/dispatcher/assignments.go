@@ -49,6 +49,9 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 	if who.Role == caller.Anonymous {
 		return status.Error(codes.Unauthenticated, "assignments need a node certificate")
 	}
+	if err := d.ready(); err != nil {
+		return err
+	}
 	var (
 		known bool
 		tasks []*shoalpb.Task

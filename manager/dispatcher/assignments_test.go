@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -252,4 +253,27 @@ func TestAssignmentsDoNotEchoStatusReports(t *testing.T) {
 		set, _ := assignmentState(s.received())
 		return set["a"].GetDesiredState() == shoalpb.TaskState_TASK_STATE_SHUTDOWN
 	})
+}
+
+// TestNotReadyManagerServesNoNode checks that a manager still catching up
+// sends nodes elsewhere instead of serving its stale store.
+func TestNotReadyManagerServesNoNode(t *testing.T) {
+	e := newEnv(t, time.Second)
+	e.addNode("w1", shoalpb.NodeRole_NODE_ROLE_WORKER, shoalpb.NodeState_NODE_STATE_READY)
+	e.propose(taskOn("a", "w1", shoalpb.TaskState_TASK_STATE_RUNNING))
+	e.d.Ready = func() error { return errors.New("applied index 3 is behind the commit index 9") }
+	if _, err := e.beat("w1", nil); status.Code(err) != codes.Unavailable {
+		t.Fatalf("heartbeat to a manager catching up: %v, want Unavailable", err)
+	}
+	s, errc := e.startAssignments("w1")
+	if err := <-errc; status.Code(err) != codes.Unavailable {
+		t.Fatalf("assignments from a manager catching up: %v, want Unavailable", err)
+	}
+	if len(s.received()) != 0 {
+		t.Fatalf("a manager catching up sent %d assignment messages", len(s.received()))
+	}
+	e.d.Ready = func() error { return nil }
+	if _, err := e.beat("w1", nil); err != nil {
+		t.Fatalf("heartbeat once caught up: %v", err)
+	}
 }

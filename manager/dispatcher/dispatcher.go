@@ -43,6 +43,10 @@ type Dispatcher struct {
 	Managers func() []*shoalpb.Peer
 	// LeaderID returns the current leader's node ID.
 	LeaderID func() string
+	// Ready, when set, says whether this manager's store may be served to
+	// nodes (nil) or not yet (why): a manager catching up after a restart
+	// would otherwise hand out stale assignments.
+	Ready func() error
 
 	mu        sync.Mutex
 	lastBeat  map[string]time.Time
@@ -67,6 +71,9 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *shoalpb.HeartbeatReques
 	who := caller.From(ctx)
 	if who.Role == caller.Anonymous {
 		return nil, status.Error(codes.Unauthenticated, "heartbeats need a node certificate")
+	}
+	if err := d.ready(); err != nil {
+		return nil, err
 	}
 	var (
 		n  *shoalpb.Node
@@ -137,6 +144,18 @@ func overlayConfig(tx store.ReadTx, n *shoalpb.Node) *shoalpb.OverlayConfig {
 		}
 	}
 	return out
+}
+
+// ready returns an Unavailable error while this manager must not serve
+// nodes; they then turn to another manager.
+func (d *Dispatcher) ready() error {
+	if d.Ready == nil {
+		return nil
+	}
+	if err := d.Ready(); err != nil {
+		return status.Errorf(codes.Unavailable, "this manager is catching up with the cluster: %v", err)
+	}
+	return nil
 }
 
 // readyPatch returns the write a heartbeat needs, or nil when the node's
