@@ -70,9 +70,21 @@ func (l *loop) Observe(ev store.Event) {
 		if ev.Kind != store.EventUpdate || old == nil ||
 			old.GetStatus().GetState() != obj.GetStatus().GetState() ||
 			old.DesiredState != obj.DesiredState || old.NodeId != obj.NodeId {
-			l.dirtyServices[obj.ServiceId] = struct{}{}
 			if obj.GetStatus().GetState() == shoalpb.TaskState_TASK_STATE_RUNNING {
 				l.started[obj.Id] = time.Unix(0, obj.GetStatus().GetTimestamp())
+			}
+			// Tasks matter to an update in progress, and to replacements
+			// held back (desired state below RUNNING) until the task they
+			// replace has stopped, which a paused update still starts.
+			// Otherwise a service gets outdated tasks only through a
+			// change of its spec or of a node, events of their own:
+			// looking at a service on every report of its tasks would
+			// re-read all of them each time.
+			_, updating := l.runs[obj.ServiceId]
+			held := obj.DesiredState < shoalpb.TaskState_TASK_STATE_RUNNING
+			stopped := old == nil || orchestrator.HasStopped(old) != orchestrator.HasStopped(obj)
+			if updating || held || stopped || ev.Kind != store.EventUpdate {
+				l.dirtyServices[obj.ServiceId] = struct{}{}
 			}
 		}
 	case *shoalpb.Node:
