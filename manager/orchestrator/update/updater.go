@@ -82,8 +82,9 @@ func (l *loop) Observe(ev store.Event) {
 			// re-read all of them each time.
 			_, updating := l.runs[obj.ServiceId]
 			held := obj.DesiredState < shoalpb.TaskState_TASK_STATE_RUNNING
-			stopped := old == nil || orchestrator.HasStopped(old) != orchestrator.HasStopped(obj)
-			if updating || held || stopped || ev.Kind != store.EventUpdate {
+			stopped := ev.Kind == store.EventRemove ||
+				(old != nil && orchestrator.HasStopped(old) != orchestrator.HasStopped(obj))
+			if updating || held || stopped {
 				l.dirtyServices[obj.ServiceId] = struct{}{}
 			}
 		}
