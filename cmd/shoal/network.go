@@ -343,25 +343,10 @@ func newNetworkRmCmd(g *globalOptions) *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(func(c *client) error {
-				var errs []string
-				for _, ref := range args {
+				return removeEach(cmd, "network", args, func(ref string) error {
 					_, err := call(cmd.Context(), c, c.control.RemoveNetwork, &shoalpb.RemoveNetworkRequest{NetworkRef: ref})
-					var de *daemonError
-					switch {
-					case err == nil:
-						fmt.Fprintln(cmd.OutOrStdout(), ref)
-					case isNotFound(err):
-						errs = append(errs, "Error: No such network: "+ref)
-					case errors.As(err, &de):
-						errs = append(errs, err.Error())
-					default:
-						return err
-					}
-				}
-				if len(errs) > 0 {
-					return errors.New(strings.Join(errs, "\n"))
-				}
-				return nil
+					return err
+				})
 			})
 		},
 	}

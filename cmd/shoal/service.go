@@ -182,25 +182,10 @@ func newServiceRmCmd(g *globalOptions) *cobra.Command {
 		Args:    minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(func(c *client) error {
-				var errs []string
-				for _, ref := range args {
+				return removeEach(cmd, "service", args, func(ref string) error {
 					_, err := call(cmd.Context(), c, c.control.RemoveService, &shoalpb.RemoveServiceRequest{ServiceRef: ref})
-					var de *daemonError
-					switch {
-					case err == nil:
-						fmt.Fprintln(cmd.OutOrStdout(), ref)
-					case isNotFound(err):
-						errs = append(errs, "Error: No such service: "+ref)
-					case errors.As(err, &de):
-						errs = append(errs, err.Error())
-					default:
-						return err
-					}
-				}
-				if len(errs) > 0 {
-					return errors.New(strings.Join(errs, "\n"))
-				}
-				return nil
+					return err
+				})
 			})
 		},
 	}
@@ -307,4 +292,30 @@ func scaleService(cmd *cobra.Command, c *client, t scaleTarget) (string, error) 
 		}
 		return svc.GetId(), err
 	}
+}
+
+// removeEach removes each object named in refs with remove, printing the
+// name of each one removed, as docker's rm commands do. Objects that do not
+// exist or that the daemon refuses to remove are reported together at the
+// end; any other error stops at once.
+func removeEach(cmd *cobra.Command, kind string, refs []string, remove func(ref string) error) error {
+	var errs []string
+	for _, ref := range refs {
+		err := remove(ref)
+		var de *daemonError
+		switch {
+		case err == nil:
+			fmt.Fprintln(cmd.OutOrStdout(), ref)
+		case isNotFound(err):
+			errs = append(errs, "Error: No such "+kind+": "+ref)
+		case errors.As(err, &de):
+			errs = append(errs, err.Error())
+		default:
+			return err
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "\n"))
+	}
+	return nil
 }
