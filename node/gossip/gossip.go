@@ -111,13 +111,16 @@ func (g *Gossip) Alive(nodeID string) bool {
 	return false
 }
 
-// Members returns the IDs and gossip addresses of the members seen alive.
+// Members returns the IDs and gossip addresses of the members gossip has
+// not declared dead or gone: alive ones and suspect ones. A suspect member
+// stays listed because suspicion is often wrong (a busy or restarting node
+// refutes it) and memberlist reports no event when it clears, so a list
+// taken during the suspicion would otherwise lack the node until the next
+// membership change.
 func (g *Gossip) Members() map[string]string {
 	out := map[string]string{}
 	for _, m := range g.ml.Members() {
-		if m.State == memberlist.StateAlive {
-			out[m.Name] = net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
-		}
+		out[m.Name] = net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
 	}
 	return out
 }
