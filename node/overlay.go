@@ -162,10 +162,15 @@ type overlayNet struct {
 	members    func() []netip.Addr
 	known      []*taskdb.Record // the task database at start, for Reconcile
 	// Sync requests and their waiters.
-	dirtyNets   map[string]bool
-	dirtyPorts  bool
-	dirtyPeers  bool
-	waiters     []chan struct{}
+	dirtyNets  map[string]bool
+	dirtyPorts bool
+	dirtyPeers bool
+	waiters    []chan struct{}
+	// After a restart, the data plane the previous run left is kept as
+	// it is until holdUntil (the endpoint table has had time to catch
+	// up): the node-wide state (published ports, the data-path filter)
+	// while holding is set, and the held networks' peers and VIPs.
+	holding     bool
 	held        map[string]bool // networks whose first sync waits (restart)
 	holdUntil   time.Time
 	gossipReady bool
@@ -273,7 +278,7 @@ func (o *overlayNet) gossipJoined() {
 	o.mu.Lock()
 	if !o.gossipReady {
 		o.gossipReady = true
-		if until := time.Now().Add(restoreSettle); len(o.held) > 0 && until.Before(o.holdUntil) {
+		if until := time.Now().Add(restoreSettle); o.holding && until.Before(o.holdUntil) {
 			o.holdUntil = until
 		}
 	}
@@ -425,6 +430,10 @@ func (o *overlayNet) start(cfg *overlayConfig, restoring bool) error {
 	sub, snap := o.db.Subscribe("")
 	o.mu.Lock()
 	o.mgr, o.cfg = mgr, cfg
+	if restoring {
+		// Before the sync loop's first pass.
+		o.holdForRestore(time.Now())
+	}
 	o.mu.Unlock()
 	o.wg.Add(2)
 	go func() { defer o.wg.Done(); o.syncLoop(sub, snap) }()
@@ -438,6 +447,19 @@ func (o *overlayNet) start(cfg *overlayConfig, restoring bool) error {
 	o.mu.Unlock()
 	o.log.Info("overlay networking started", "data_path", netip.AddrPortFrom(o.dataAddr, cfg.DataPathPort), "mtu", mgr.OverlayMTU(), "egress", o.opts.egress)
 	return nil
+}
+
+// holdForRestore keeps the data plane a previous run left as it is until
+// the endpoint table has caught up: until then this node knows neither the
+// cluster's published ports nor (before gossip has joined) its members,
+// and programming them would cut traffic the previous run let through.
+// Callers hold mu.
+func (o *overlayNet) holdForRestore(now time.Time) {
+	o.holding = true
+	o.holdUntil = now.Add(restoreHoldMax)
+	if o.gossipReady {
+		o.holdUntil = now.Add(restoreSettle)
+	}
 }
 
 // checkEgressSubnet refuses an egress subnet that would capture traffic the
@@ -552,12 +574,9 @@ func (o *overlayNet) republish(recs []*taskdb.Record, cfg *overlayConfig) {
 		}
 	}
 	o.mu.Lock()
-	o.holdUntil = time.Now().Add(restoreHoldMax)
-	if o.gossipReady {
-		o.holdUntil = time.Now().Add(restoreSettle)
-	}
-	// Until then the mesh, the data-path filter and every restored
-	// network keep what the previous run programmed.
+	// Until the hold set by start ends, every restored network keeps what
+	// the previous run programmed, as do the mesh and the data-path
+	// filter.
 	for _, n := range desiredState(recs, cfg).Networks {
 		o.held[n.ID] = true
 	}

@@ -6,8 +6,10 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-project/shoal/overlay"
 	"github.com/shoal-project/shoal/overlay/netdb"
@@ -338,5 +340,75 @@ func TestOnHeartbeatIgnoresRepeats(t *testing.T) {
 	o.onHeartbeat(&shoalpb.OverlayConfig{DataPathPort: 0})
 	if o.pendingCfg.DataPathPort != 7789 {
 		t.Error("an unusable configuration replaced a good one")
+	}
+}
+
+// TestRestoreHold: after a restart, a pass programs neither the published
+// ports nor the data-path filter, nor the peers and VIPs of the networks
+// the previous run left, until the hold is over (DNS of held networks is
+// synced at once); the data-path filter also waits for gossip to have
+// reached the cluster, since until then the member list holds this node
+// only.
+func TestRestoreHold(t *testing.T) {
+	o, err := newOverlay(slog.New(slog.DiscardHandler), "node1", t.TempDir(), "198.18.0.3:2377", overlayOptions{netnsFD: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.stop(false)
+	now := time.Now()
+	o.mu.Lock()
+	o.holdForRestore(now)
+	o.held["left"] = true
+	for _, n := range []string{"left", "new"} {
+		o.dirtyNets[n] = true
+	}
+	o.dirtyPorts, o.dirtyPeers = true, true
+	p := o.planPass(now)
+	o.mu.Unlock()
+	if !slices.Equal(p.nets, []string{"new"}) || !slices.Equal(p.heldNets, []string{"left"}) || p.ports || p.peers {
+		t.Fatalf("first pass while holding: %+v", p)
+	}
+
+	// Gossip joins: the hold ends restoreSettle later, not restoreHoldMax.
+	o.gossipJoined()
+	o.mu.Lock()
+	p = o.planPass(now.Add(restoreSettle / 2))
+	o.mu.Unlock()
+	if len(p.nets) != 0 || !slices.Equal(p.heldNets, []string{"left"}) || p.ports || p.peers {
+		t.Fatalf("pass before the settle time: %+v", p)
+	}
+	o.mu.Lock()
+	p = o.planPass(now.Add(restoreSettle + time.Millisecond))
+	again := o.planPass(now.Add(restoreSettle + 2*time.Millisecond))
+	o.mu.Unlock()
+	if !slices.Equal(p.nets, []string{"left"}) || len(p.heldNets) != 0 || !p.ports || !p.peers {
+		t.Fatalf("pass after the hold: %+v", p)
+	}
+	if len(again.nets)+len(again.heldNets) != 0 || again.ports || again.peers {
+		t.Fatalf("a second pass with nothing new programs %+v", again)
+	}
+}
+
+// TestFilterWaitsForGossip: without a restart to hold for, ports are
+// programmed at once but the data-path filter only once gossip has joined.
+func TestFilterWaitsForGossip(t *testing.T) {
+	o, err := newOverlay(slog.New(slog.DiscardHandler), "node1", t.TempDir(), "198.18.0.3:2377", overlayOptions{netnsFD: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.stop(false)
+	o.mu.Lock()
+	o.dirtyPorts, o.dirtyPeers = true, true
+	p := o.planPass(time.Now())
+	o.mu.Unlock()
+	if !p.ports || p.peers {
+		t.Fatalf("before gossip joined: %+v", p)
+	}
+	o.gossipJoined()
+	o.mu.Lock()
+	p = o.planPass(time.Now())
+	o.mu.Unlock()
+	if p.ports || !p.peers {
+		t.Fatalf("after gossip joined: %+v", p)
 	}
 }

@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/shoal-project/shoal/overlay"
@@ -113,14 +115,21 @@ func (o *overlayNet) markDirty(ev netdb.Event) {
 	o.mu.Unlock()
 }
 
-// flush runs one pass and returns when the next one is due without a
-// change (retries, the end of a restart's hold), or the zero time.
-func (o *overlayNet) flush(dnsIDs map[string]map[string]bool) time.Time {
-	now := time.Now()
-	o.mu.Lock()
-	mgr := o.mgr
-	holding := len(o.held) > 0 && now.Before(o.holdUntil)
-	if len(o.held) > 0 && !holding {
+// syncPass is what one pass of the sync loop programs.
+type syncPass struct {
+	nets     []string // networks to sync in full
+	heldNets []string // networks whose DNS only is synced (restart hold)
+	ports    bool     // the published ports
+	peers    bool     // the data-path filter
+}
+
+// planPass takes the pending changes a pass at now may program, ending a
+// restart's hold once it is over. Callers hold mu.
+func (o *overlayNet) planPass(now time.Time) syncPass {
+	var p syncPass
+	holding := o.holding && now.Before(o.holdUntil)
+	if o.holding && !holding {
+		o.holding = false
 		for n := range o.held {
 			o.dirtyNets[n] = true
 		}
@@ -128,25 +137,41 @@ func (o *overlayNet) flush(dnsIDs map[string]map[string]bool) time.Time {
 		o.dirtyPorts, o.dirtyPeers = true, true
 		o.log.Info("endpoint table caught up after the restart; syncing the data plane")
 	}
-	var nets, heldNets []string
 	for n := range o.dirtyNets {
 		if holding && o.held[n] {
 			// Names may be answered from a partial view; the data plane
 			// waits.
-			heldNets = append(heldNets, n)
+			p.heldNets = append(p.heldNets, n)
 			continue
 		}
-		nets = append(nets, n)
+		p.nets = append(p.nets, n)
 		delete(o.dirtyNets, n)
 	}
-	ports := o.dirtyPorts && !holding
-	peers := o.dirtyPeers && !holding
-	if ports {
+	slices.Sort(p.nets)
+	slices.Sort(p.heldNets)
+	// Published ports wait for the hold: until the endpoint table has
+	// caught up they are not all known. The data-path filter also waits
+	// for gossip to have reached the cluster: before that the member list
+	// holds this node only.
+	p.ports = o.dirtyPorts && !holding
+	p.peers = o.dirtyPeers && !holding && o.gossipReady
+	if p.ports {
 		o.dirtyPorts = false
 	}
-	if peers {
+	if p.peers {
 		o.dirtyPeers = false
 	}
+	return p
+}
+
+// flush runs one pass and returns when the next one is due without a
+// change (retries, the end of a restart's hold), or the zero time.
+func (o *overlayNet) flush(dnsIDs map[string]map[string]bool) time.Time {
+	now := time.Now()
+	o.mu.Lock()
+	mgr := o.mgr
+	pass := o.planPass(now)
+	nets, heldNets, ports, peers := pass.nets, pass.heldNets, pass.ports, pass.peers
 	waiters := o.waiters
 	o.waiters = nil
 	ingressID := o.cfg.ingressID()
@@ -170,7 +195,6 @@ func (o *overlayNet) flush(dnsIDs map[string]map[string]bool) time.Time {
 			o.syncDNS(n, o.db.Endpoints(n), dnsIDs)
 		}
 	}
-	slices.Sort(nets)
 	for _, n := range nets {
 		if _, ok := slices.BinarySearch(joined, n); !ok {
 			// Left: its table and sandbox went with the last task.
@@ -180,6 +204,9 @@ func (o *overlayNet) flush(dnsIDs map[string]map[string]bool) time.Time {
 		eps := o.db.Endpoints(n)
 		o.syncDNS(n, eps, dnsIDs)
 		netFailed := false
+		if o.log.Enabled(ctx, slog.LevelDebug) {
+			o.log.Debug("syncing a network's data plane", "network", n, "endpoints", endpointSummary(eps))
+		}
 		if err := mgr.SetPeers(ctx, n, peersOf(eps)); err != nil {
 			o.log.Warn("program the peers of a network", "network", n, "err", err)
 			netFailed = true
@@ -224,7 +251,7 @@ func (o *overlayNet) flush(dnsIDs map[string]map[string]bool) time.Time {
 		next = now.Add(retryDelay)
 	}
 	o.mu.Lock()
-	if len(o.held) > 0 && (next.IsZero() || o.holdUntil.Before(next)) {
+	if o.holding && (next.IsZero() || o.holdUntil.Before(next)) {
 		next = o.holdUntil
 	}
 	o.mu.Unlock()
@@ -279,4 +306,18 @@ func (o *overlayNet) publishedPorts(ingressID string, ingressUp bool) []overlay.
 		o.log.Warn("published port conflict", "conflict", c)
 	}
 	return ports
+}
+
+// endpointSummary lists endpoints as "IP@VTEP" for debug logs.
+func endpointSummary(eps []netdb.Endpoint) string {
+	var b strings.Builder
+	for i, e := range eps {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(e.IP.String())
+		b.WriteByte('@')
+		b.WriteString(e.VTEP.String())
+	}
+	return b.String()
 }
