@@ -526,11 +526,13 @@ func TestOverlay(t *testing.T) {
 		// has replayed its Raft log, and its workers then stop tasks they
 		// still have — a control-plane matter outside the overlay.)
 		log := "/tmp/shoal-vip.log"
-		mustExec(t, client.container, "sh", "-c", "rm -f "+log+"; (while true; do if busybox timeout 2 wget -q -O /dev/null http://"+
-			webVIP.String()+"/; then echo ok; else echo fail; fi; sleep 0.1; done > "+log+" 2>&1 &)")
+		// Each request logs "ok" or "fail", then the time it ended and
+		// who answered.
+		mustExec(t, client.container, "sh", "-c", "rm -f "+log+"; (while true; do if busybox timeout 2 wget -q -O /tmp/answer http://"+
+			webVIP.String()+"/; then echo ok; else echo fail; fi; echo \"$(busybox date +%T) $(cat /tmp/answer 2>/dev/null)\"; rm -f /tmp/answer; sleep 0.1; done > "+log+" 2>&1 &)")
 		t.Cleanup(func() { _, _ = dexec(context.Background(), client.container, "busybox", "pkill", "-f", "while true") })
 		count := func() int {
-			n, _ := strconv.Atoi(mustExec(t, client.container, "sh", "-c", "busybox wc -l < "+log))
+			n, _ := strconv.Atoi(mustExec(t, client.container, "sh", "-c", "busybox grep -c -E '^(ok|fail)$' "+log))
 			return n
 		}
 		harness.Eventually(t, 20*time.Second, "requests running before the restart", func() error {
@@ -562,15 +564,30 @@ func TestOverlay(t *testing.T) {
 			return nil
 		})
 		out := mustExec(t, client.container, "sh", "-c", "busybox pkill -f 'while true' ; cat "+log)
-		lines := strings.Fields(out)
-		fails := 0
-		for _, l := range lines {
-			if l != "ok" {
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		fails, total := 0, 0
+		for i, l := range lines {
+			switch l {
+			case "ok":
+				total++
+			case "fail":
+				total++
 				fails++
+				at := "?"
+				if i+1 < len(lines) {
+					at = lines[i+1]
+				}
+				t.Logf("a request through the VIP failed; it ended at %s", at)
 			}
 		}
 		if fails > 0 {
-			t.Errorf("%d of %d requests through the VIP failed across the restarts", fails, len(lines))
+			// Which backend a failed connection went to, and how far it
+			// got (SYN_SENT: no answer; CLOSE: reset).
+			t.Logf("the client's connections:\n%s", mustExec(t, client.container, "cat", "/proc/net/nf_conntrack"))
+			for _, w := range web {
+				t.Logf("web task %s (%s)'s connections:\n%s", w.id, hostnames[w.id], mustExec(t, w.container, "cat", "/proc/net/nf_conntrack"))
+			}
+			t.Errorf("%d of %d requests through the VIP failed across the restarts:\n%s", fails, total, out)
 		}
 		m.MustCLI(t, "service", "scale", "-d", "web=3")
 		web3 := c.waitRunning(t, "web", 3)
