@@ -300,6 +300,32 @@ func TestCaughtUp(t *testing.T) {
 			time.Sleep(10 * time.Millisecond) // polling the node's indexes
 		}
 	}
+	// Once caught up, the lag of replication and apply under a stream of
+	// writes is not falling behind: no node refuses while writes go on.
+	const writes = 300
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for i := 0; i < writes && err == nil; i++ {
+			_, err = leader.Apply(context.Background(), []byte(fmt.Sprintf("w%d", i)))
+		}
+		done <- err
+	}()
+	for checking := true; checking; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			checking = false
+		default:
+		}
+		for _, n := range c.Nodes() {
+			if err := n.CaughtUp(); err != nil {
+				t.Fatalf("%s refused while writes went on: %v", n.ID(), err)
+			}
+		}
+	}
 	// Cut off, a follower soon knows no leader and stops claiming to be
 	// current.
 	var follower *Node

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -41,7 +42,19 @@ type Node struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error
+
+	// What CaughtUp needs: the log's last index and the time at start,
+	// and whether the state machine has caught up since.
+	startIndex uint64
+	started    time.Time
+	caughtUp   atomic.Bool
 }
+
+// catchUpGiveUp bounds how long CaughtUp waits for the entries of the
+// node's own log from before a restart to be committed: a tail never
+// committed (written by a leader that lost its term) may be replaced by
+// fewer entries.
+const catchUpGiveUp = 30 * time.Second
 
 // Open starts a raft node on the state in cfg.Dir (or in memory), restoring
 // sm from the latest snapshot and replaying the log as entries are known to
@@ -85,6 +98,9 @@ func Open(cfg Config, sm StateMachine) (*Node, error) {
 		observerDone: make(chan struct{}),
 
 		retryInterval: rc.HeartbeatTimeout,
+
+		startIndex: r.LastIndex(),
+		started:    time.Now(),
 	}
 	n.leadership.init(LeaderChange{State: r.State().String()})
 	n.observer = raft.NewObserver(n.observations, false, func(o *raft.Observation) bool {
@@ -204,17 +220,31 @@ func (n *Node) LastContact() time.Time { return n.raft.LastContact() }
 // machine (or restored from a snapshot).
 func (n *Node) AppliedIndex() uint64 { return n.fsm.applied.Load() }
 
-// CaughtUp returns nil once this node's state machine reflects the
-// cluster's committed state: a leader is known and every entry known to be
-// committed is applied. A manager that has just restarted holds only its
-// last snapshot until then, and must not serve that as the cluster's state.
+// CaughtUp returns nil while this node's state machine may be served as
+// the cluster's state: a leader is known, and since the node started its
+// state machine has once applied every entry known to be committed,
+// including the entries of its own log from before a restart (until then a
+// restarted manager holds only its last snapshot). After that, the
+// ordinary lag of replication and apply under load is not falling behind:
+// it is never refused for it.
 func (n *Node) CaughtUp() error {
 	if id, _ := n.Leader(); id == "" {
 		return errors.New("no leader is known yet")
 	}
-	if applied, commit := n.AppliedIndex(), n.raft.CommitIndex(); applied < commit {
+	if n.caughtUp.Load() {
+		return nil
+	}
+	applied, commit := n.AppliedIndex(), n.raft.CommitIndex()
+	if applied < commit {
 		return fmt.Errorf("applied index %d is behind the commit index %d", applied, commit)
 	}
+	if applied < n.startIndex {
+		if time.Since(n.started) < catchUpGiveUp {
+			return fmt.Errorf("applied index %d is behind the log this node had at start (index %d)", applied, n.startIndex)
+		}
+		n.logger.Warn("raftstore: the end of the log from before the restart was never committed; serving the committed state", "applied", applied, "log_at_start", n.startIndex)
+	}
+	n.caughtUp.Store(true)
 	return nil
 }
 
