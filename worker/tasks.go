@@ -92,10 +92,11 @@ func (m *TaskManager) Complete(tasks []*shoalpb.Task) {
 
 // Changes applies updated and removed assignments.
 func (m *TaskManager) Changes(updated []*shoalpb.Task, removed []string) {
+	// One commit for the whole change.
+	if err := m.DB.PutTasks(updated); err != nil {
+		m.Logger.Error("record assigned tasks", "tasks", len(updated), "err", err)
+	}
 	for _, t := range updated {
-		if err := m.DB.PutTask(t); err != nil {
-			m.Logger.Error("record task", "task", t.Id, "err", err)
-		}
 		m.mu.Lock()
 		r := m.runners[t.Id]
 		m.mu.Unlock()

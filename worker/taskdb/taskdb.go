@@ -62,8 +62,15 @@ func Open(path string) (db *DB, err error) {
 		b.Close()
 		return nil, fmt.Errorf("task database %s: %w", path, err)
 	}
+	// Status writes from many task runners share commits (see PutStatus);
+	// a lone writer waits at most this long for company.
+	b.MaxBatchDelay = statusBatchDelay
 	return &DB{db: b, path: path}, nil
 }
+
+// statusBatchDelay bounds how long a status write waits for others to
+// share its commit.
+const statusBatchDelay = 2 * time.Millisecond
 
 // Close closes the database.
 func (d *DB) Close() error { return d.db.Close() }
@@ -85,25 +92,41 @@ func put(b *bolt.Bucket, key []byte, m proto.Message) error {
 }
 
 // PutTask saves a task as assigned.
-func (d *DB) PutTask(t *shoalpb.Task) error {
-	if t.GetId() == "" {
-		return errors.New("task has no ID")
+func (d *DB) PutTask(t *shoalpb.Task) error { return d.PutTasks([]*shoalpb.Task{t}) }
+
+// PutTasks saves tasks as assigned, in one commit: all or none.
+func (d *DB) PutTasks(ts []*shoalpb.Task) error {
+	for _, t := range ts {
+		if t.GetId() == "" {
+			return errors.New("task has no ID")
+		}
+	}
+	if len(ts) == 0 {
+		return nil
 	}
 	return d.db.Update(func(tx *bolt.Tx) error {
-		b, err := d.taskBucket(tx, t.Id, true)
-		if err != nil {
-			return err
+		for _, t := range ts {
+			b, err := d.taskBucket(tx, t.Id, true)
+			if err != nil {
+				return err
+			}
+			if err := put(b, keyTask, t); err != nil {
+				return fmt.Errorf("task %s: %w", t.Id, err)
+			}
+			if err := b.Put(keyAssigned, []byte{1}); err != nil {
+				return err
+			}
 		}
-		if err := put(b, keyTask, t); err != nil {
-			return err
-		}
-		return b.Put(keyAssigned, []byte{1})
+		return nil
 	})
 }
 
-// PutStatus saves the last observed status of a task already saved.
+// PutStatus saves the last observed status of a task already saved. It
+// returns once the status is committed; writes made at the same moment
+// (by the runners of other tasks) share one commit.
 func (d *DB) PutStatus(id string, st *shoalpb.TaskStatus) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	// Batch may run the function more than once: it only overwrites.
+	return d.db.Batch(func(tx *bolt.Tx) error {
 		b, err := d.taskBucket(tx, id, false)
 		if err != nil {
 			return err
