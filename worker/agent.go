@@ -121,8 +121,14 @@ func (a *Agent) beat(ctx context.Context, preferred string) (*shoalpb.HeartbeatR
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+		sent := time.Now()
 		resp, err := shoalpb.NewDispatcherClient(conn).Heartbeat(cctx, req)
 		cancel()
+		if took := time.Since(sent); took > time.Second {
+			// Heartbeats this slow put the node at risk of being declared
+			// Down (after three missed periods).
+			a.cfg.Logger.Debug("slow heartbeat", "manager", addr, "took", took, "err", err)
+		}
 		if err == nil {
 			return resp, addr, nil
 		}

@@ -266,6 +266,7 @@ func (d *Dispatcher) periodLocked(tx store.ReadTx) time.Duration {
 func (d *Dispatcher) markDown(ctx context.Context, id, msg string) {
 	d.mu.Lock()
 	dl, tracked := d.deadlines[id]
+	last, beat := d.lastBeat[id]
 	d.mu.Unlock()
 	if tracked && msg == "heartbeat failure" && !d.Now().After(dl) {
 		return // a heartbeat arrived since the expiry was noticed
@@ -286,5 +287,9 @@ func (d *Dispatcher) markDown(ctx context.Context, id, msg string) {
 		d.Log.Warn("mark node down failed", "node", id, "err", err)
 		return
 	}
-	d.Log.Info("node is down", "node", id, "reason", msg)
+	if beat {
+		d.Log.Info("node is down", "node", id, "reason", msg, "last_heartbeat", last.Format(time.RFC3339Nano))
+	} else {
+		d.Log.Info("node is down", "node", id, "reason", msg, "last_heartbeat", "none since this manager leads")
+	}
 }
