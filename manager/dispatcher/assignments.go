@@ -90,9 +90,21 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 
 	updates := map[string]*shoalpb.Task{}
 	removals := map[string]bool{}
-	flush := time.NewTicker(assignmentFlush)
-	defer flush.Stop()
+	// Changes are sent assignmentFlush after the first one since the last
+	// send; an idle stream has no timer (a node's stream must cost nothing
+	// while its tasks do not change).
+	var flushC <-chan time.Time
+	var flushT *time.Timer
+	defer func() {
+		if flushT != nil {
+			flushT.Stop()
+		}
+	}()
 	for {
+		if flushC == nil && (len(updates) > 0 || len(removals) > 0) {
+			flushT = time.NewTimer(assignmentFlush)
+			flushC = flushT.C
+		}
 		select {
 		case <-stream.Context().Done():
 			return nil
@@ -121,10 +133,8 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 				removals[t.Id] = true
 				delete(updates, t.Id)
 			}
-		case <-flush.C:
-			if len(updates) == 0 && len(removals) == 0 {
-				continue
-			}
+		case <-flushC:
+			flushC, flushT = nil, nil
 			up := make([]*shoalpb.Task, 0, len(updates))
 			for _, t := range updates {
 				up = append(up, t)
