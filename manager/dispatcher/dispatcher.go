@@ -52,17 +52,35 @@ type Dispatcher struct {
 	lastBeat  map[string]time.Time
 	deadlines map[string]time.Time
 
+	countMu   sync.Mutex
+	nodes     int       // nodes in the cluster, as last counted
+	countedAt time.Time // when
+
 	batcher statusBatcher
 }
 
+// MaxHeartbeatRate bounds the heartbeats per second a cluster's nodes send
+// in all: a cluster of more nodes beats less often than its configured
+// period says, one node in MaxHeartbeatRate per second (so 1,000 nodes beat
+// every 5 s, Docker Swarm's default). A leader under load then is not
+// flooded, and a node is not declared Down because the leader was slow to
+// take its heartbeats. Nodes that really die are still found at once
+// by gossip's failure detection.
+const MaxHeartbeatRate = 200
+
+// effectivePeriod is the heartbeat period of a cluster of nodes whose spec
+// says configured (DefaultHeartbeatPeriod when zero).
+func effectivePeriod(configured time.Duration, nodes int) time.Duration {
+	if configured <= 0 {
+		configured = DefaultHeartbeatPeriod
+	}
+	return max(configured, time.Duration(nodes)*time.Second/MaxHeartbeatRate)
+}
+
+// period returns the heartbeat period now.
 func (d *Dispatcher) period() time.Duration {
 	var p time.Duration
-	d.Store.View(func(tx store.ReadTx) {
-		p = time.Duration(tx.Cluster().GetSpec().GetDispatcher().GetHeartbeatPeriodNs())
-	})
-	if p <= 0 {
-		return DefaultHeartbeatPeriod
-	}
+	d.Store.View(func(tx store.ReadTx) { p = d.periodLocked(tx) })
 	return p
 }
 
@@ -221,7 +239,9 @@ func (d *Dispatcher) Run(ctx context.Context, gossipDead <-chan string) {
 			return
 		case id := <-gossipDead:
 			d.mu.Lock()
-			recent := d.Now().Sub(d.lastBeat[id]) < period
+			// A node that beat within the last second is alive whatever
+			// gossip says (in a large cluster, beats are further apart).
+			recent := d.Now().Sub(d.lastBeat[id]) < min(period, DefaultHeartbeatPeriod)
 			d.mu.Unlock()
 			if !recent {
 				d.markDown(ctx, id, "node is unreachable (gossip failure detection)")
@@ -256,11 +276,18 @@ func (d *Dispatcher) expire(ctx context.Context) {
 	}
 }
 
+// periodLocked returns the heartbeat period as tx says. The node count it
+// needs is recounted at most once a second.
 func (d *Dispatcher) periodLocked(tx store.ReadTx) time.Duration {
-	if p := time.Duration(tx.Cluster().GetSpec().GetDispatcher().GetHeartbeatPeriodNs()); p > 0 {
-		return p
+	configured := time.Duration(tx.Cluster().GetSpec().GetDispatcher().GetHeartbeatPeriodNs())
+	now := d.Now()
+	d.countMu.Lock()
+	if now.Sub(d.countedAt) >= time.Second || now.Before(d.countedAt) {
+		d.nodes, d.countedAt = len(tx.Nodes()), now
 	}
-	return DefaultHeartbeatPeriod
+	nodes := d.nodes
+	d.countMu.Unlock()
+	return effectivePeriod(configured, nodes)
 }
 
 func (d *Dispatcher) markDown(ctx context.Context, id, msg string) {

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -275,6 +276,49 @@ func TestHeartbeatDefaultPeriod(t *testing.T) {
 	}
 	if resp.PeriodNs != int64(DefaultHeartbeatPeriod) {
 		t.Fatalf("period = %v, want the default %v", time.Duration(resp.PeriodNs), DefaultHeartbeatPeriod)
+	}
+}
+
+// TestHeartbeatPeriodScalesWithNodes: a cluster of more than
+// MaxHeartbeatRate nodes is told to beat less often, one node in
+// MaxHeartbeatRate per second, and its nodes' TTLs follow; the count is
+// taken again once a second.
+func TestHeartbeatPeriodScalesWithNodes(t *testing.T) {
+	e := newEnv(t, 0)
+	for i := range MaxHeartbeatRate {
+		e.addNode(fmt.Sprintf("w%03d", i), shoalpb.NodeRole_NODE_ROLE_WORKER, shoalpb.NodeState_NODE_STATE_READY)
+	}
+	period := func() time.Duration {
+		t.Helper()
+		resp, err := e.beat("w000", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(resp.PeriodNs)
+	}
+	if got := period(); got != DefaultHeartbeatPeriod {
+		t.Fatalf("%d nodes: period %v, want %v", MaxHeartbeatRate, got, DefaultHeartbeatPeriod)
+	}
+	for i := range 3 * MaxHeartbeatRate {
+		e.addNode(fmt.Sprintf("x%03d", i), shoalpb.NodeRole_NODE_ROLE_WORKER, shoalpb.NodeState_NODE_STATE_READY)
+	}
+	if got := period(); got != DefaultHeartbeatPeriod {
+		t.Fatalf("within a second of the last count: period %v, want %v still", got, DefaultHeartbeatPeriod)
+	}
+	e.clock.set(t0.Add(time.Second))
+	if got := period(); got != 4*time.Second {
+		t.Fatalf("%d nodes: period %v, want 4s", 4*MaxHeartbeatRate, got)
+	}
+	// A configured period longer than the floor wins.
+	if got := effectivePeriod(7*time.Second, 4*MaxHeartbeatRate); got != 7*time.Second {
+		t.Fatalf("configured 7s with %d nodes: %v", 4*MaxHeartbeatRate, got)
+	}
+	// The node's TTL is three of these periods.
+	e.d.mu.Lock()
+	dl := e.d.deadlines["w000"]
+	e.d.mu.Unlock()
+	if want := t0.Add(time.Second + TTLPeriods*4*time.Second); !dl.Equal(want) {
+		t.Fatalf("deadline %v, want %v", dl, want)
 	}
 }
 
