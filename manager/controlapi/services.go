@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoal-project/shoal/manager/orchestrator"
 	"github.com/shoal-project/shoal/manager/store"
 	"github.com/shoal-project/shoal/proto/shoalpb"
 )
@@ -350,7 +351,7 @@ func updatedService(cur *shoalpb.Service, spec *shoalpb.ServiceSpec, now int64) 
 	svc.PreviousSpec = cur.GetSpec()
 	svc.PreviousSpecVersion = cur.GetSpecVersion()
 	svc.Spec = spec
-	if !proto.Equal(cur.GetSpec().GetTask(), spec.GetTask()) {
+	if specNeedsNewTasks(cur.GetSpec(), spec) {
 		svc.SpecVersion++
 		if !isJobSpec(spec) {
 			svc.UpdateStatus = &shoalpb.UpdateStatus{State: shoalpb.UpdateStatus_STATE_UPDATING, StartedAt: now, Message: "update in progress"}
@@ -365,6 +366,14 @@ func updatedService(cur *shoalpb.Service, spec *shoalpb.ServiceSpec, now int64) 
 		svc.JobStatus = &shoalpb.JobStatus{JobIteration: cur.GetJobStatus().GetJobIteration() + 1, LastExecution: now}
 	}
 	return svc, nil
+}
+
+// specNeedsNewTasks reports whether going from spec was to now replaces
+// the service's tasks: a change of the task spec, or of the ports it
+// publishes in host mode or its endpoint mode.
+func specNeedsNewTasks(was, now *shoalpb.ServiceSpec) bool {
+	return !proto.Equal(was.GetTask(), now.GetTask()) ||
+		orchestrator.EndpointNeedsNewTasks(was.GetEndpoint(), now.GetEndpoint(), true)
 }
 
 func updatePaused(svc *shoalpb.Service) bool {
@@ -388,7 +397,7 @@ func rolledBackService(cur *shoalpb.Service, now int64) (*shoalpb.Service, error
 	svc.Meta = &shoalpb.Meta{Version: cur.GetMeta().GetVersion(), CreatedAt: cur.GetMeta().GetCreatedAt(), UpdatedAt: now}
 	svc.Spec, svc.PreviousSpec = svc.PreviousSpec, svc.Spec
 	svc.PreviousSpecVersion = cur.GetSpecVersion()
-	if !proto.Equal(cur.GetSpec().GetTask(), svc.GetSpec().GetTask()) {
+	if specNeedsNewTasks(cur.GetSpec(), svc.GetSpec()) {
 		svc.SpecVersion = cur.GetSpecVersion() + 1
 	}
 	if isJobSpec(svc.Spec) {

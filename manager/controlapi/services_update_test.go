@@ -206,3 +206,39 @@ func TestInsertDefaultsShowsUpdateConfigs(t *testing.T) {
 		t.Errorf("defaults leaked into the store: %v", plain.Service.Spec)
 	}
 }
+
+// TestUpdateServiceEndpointChanges: ports published in host mode are bound
+// by the tasks themselves, so changing them (or the endpoint mode) makes
+// new tasks, as a change of the task spec does; the same ports again do
+// not.
+func TestUpdateServiceEndpointChanges(t *testing.T) {
+	e := newServiceEnv(t)
+	e.create(replicated(spec("web", "nginx:1"), 2))
+	withPorts := func(mode shoalpb.EndpointSpec_Mode, published ...uint32) *shoalpb.ServiceSpec {
+		s := replicated(spec("web", "nginx:1"), 2)
+		s.Endpoint = &shoalpb.EndpointSpec{Mode: mode}
+		for _, p := range published {
+			s.Endpoint.Ports = append(s.Endpoint.Ports, &shoalpb.PortConfig{
+				Protocol: shoalpb.PortConfig_PROTOCOL_TCP, TargetPort: 80, PublishedPort: p, PublishMode: shoalpb.PortConfig_PUBLISH_MODE_HOST,
+			})
+		}
+		return s
+	}
+	for i, step := range []struct {
+		spec    *shoalpb.ServiceSpec
+		version uint64
+	}{
+		{withPorts(shoalpb.EndpointSpec_MODE_VIP, 8080), 2},
+		{withPorts(shoalpb.EndpointSpec_MODE_VIP, 8080), 2},
+		{withPorts(shoalpb.EndpointSpec_MODE_VIP, 8081), 3},
+		{withPorts(shoalpb.EndpointSpec_MODE_DNSRR, 8081), 4},
+	} {
+		got, err := e.update("web", step.spec)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if got.SpecVersion != step.version {
+			t.Errorf("step %d: spec version %d, want %d", i, got.SpecVersion, step.version)
+		}
+	}
+}

@@ -206,3 +206,36 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("NewID gave %q and %q", a, b)
 	}
 }
+
+func TestEndpointNeedsNewTasks(t *testing.T) {
+	port := func(mode shoalpb.PortConfig_PublishMode, published uint32) *shoalpb.PortConfig {
+		return &shoalpb.PortConfig{Protocol: shoalpb.PortConfig_PROTOCOL_TCP, TargetPort: 80, PublishedPort: published, PublishMode: mode}
+	}
+	host, ingress := shoalpb.PortConfig_PUBLISH_MODE_HOST, shoalpb.PortConfig_PUBLISH_MODE_INGRESS
+	ep := func(mode shoalpb.EndpointSpec_Mode, ports ...*shoalpb.PortConfig) *shoalpb.EndpointSpec {
+		return &shoalpb.EndpointSpec{Mode: mode, Ports: ports}
+	}
+	vip, dnsrr := shoalpb.EndpointSpec_MODE_VIP, shoalpb.EndpointSpec_MODE_DNSRR
+	for _, c := range []struct {
+		name        string
+		was, now    *shoalpb.EndpointSpec
+		hadEndpoint bool
+		want        bool
+	}{
+		{"nothing", nil, nil, false, false},
+		{"mesh port added", nil, ep(vip, port(ingress, 8080)), true, false},
+		{"mesh port changed", ep(vip, port(ingress, 8080)), ep(vip, port(ingress, 8081)), true, false},
+		{"host port added", nil, ep(vip, port(host, 8080)), false, true},
+		{"host port changed", ep(vip, port(host, 8080)), ep(vip, port(host, 8081)), true, true},
+		{"host ports reordered", ep(vip, port(host, 1), port(host, 2)), ep(vip, port(host, 2), port(host, 1)), true, false},
+		{"host port became mesh", ep(vip, port(host, 8080)), ep(vip, port(ingress, 8080)), true, true},
+		{"mode changed", ep(vip), ep(dnsrr), true, true},
+		// A task made without an endpoint (no networks, no ports) gets
+		// none however the mode is set: no new task would have one.
+		{"mode set on a task without endpoint", nil, ep(dnsrr), false, false},
+	} {
+		if got := EndpointNeedsNewTasks(c.was, c.now, c.hadEndpoint); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}

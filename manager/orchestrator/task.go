@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"time"
 
@@ -98,6 +99,31 @@ func NewTask(svc *shoalpb.Service, slot uint64, nodeID, id string, now time.Time
 		t.JobIteration = JobIteration(svc)
 	}
 	return t
+}
+
+// EndpointNeedsNewTasks reports whether a task made under the endpoint
+// spec was must be replaced now that the service's is now: when the ports
+// published in host mode changed (they are bound on the task's node), or,
+// for a task that has an endpoint (hadEndpoint), when the endpoint mode
+// changed (a VIP appears or goes). Ports published on the routing mesh
+// change without new tasks.
+func EndpointNeedsNewTasks(was, now *shoalpb.EndpointSpec, hadEndpoint bool) bool {
+	if hadEndpoint && was.GetMode() != now.GetMode() {
+		return true
+	}
+	return !slices.Equal(hostPortKeys(was), hostPortKeys(now))
+}
+
+// hostPortKeys lists the ports spec publishes in host mode, sorted.
+func hostPortKeys(spec *shoalpb.EndpointSpec) []string {
+	var out []string
+	for _, p := range spec.GetPorts() {
+		if p.GetPublishMode() == shoalpb.PortConfig_PUBLISH_MODE_HOST {
+			out = append(out, fmt.Sprintf("%s/%d/%d/%s", p.GetProtocol(), p.GetPublishedPort(), p.GetTargetPort(), p.GetName()))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // IsRunnable reports whether the managers still want t to run: its desired

@@ -48,11 +48,13 @@ func slotsOf(svc *shoalpb.Service, tasks []*shoalpb.Task) (map[slotKey][]*shoalp
 }
 
 // outdated reports whether t is a runnable task the update must replace:
-// made from another spec version, with another spec. (After a rollback,
-// tasks of the spec restored are up to date again.)
+// made from another spec version, with another task spec or endpoint (host
+// ports, mode). (After a rollback, tasks of the spec restored are up to
+// date again.)
 func outdated(svc *shoalpb.Service, t *shoalpb.Task) bool {
 	return orchestrator.IsRunnable(t) && t.GetSpecVersion() != svc.GetSpecVersion() &&
-		!proto.Equal(t.GetSpec(), svc.GetSpec().GetTask())
+		(!proto.Equal(t.GetSpec(), svc.GetSpec().GetTask()) ||
+			orchestrator.EndpointNeedsNewTasks(t.GetEndpoint().GetSpec(), svc.GetSpec().GetEndpoint(), t.GetEndpoint() != nil))
 }
 
 // dirtySlots returns the slots holding an outdated task that may be
