@@ -91,6 +91,20 @@ func (s *Server) allocateNetwork(tx store.ReadTx, spec *shoalpb.NetworkSpec, pen
 		}
 		taken = append(taken, p)
 	}
+	// A removed network's VNI and subnet stay taken while tasks attached
+	// to it have not shut down (a stack's networks go in the same write as
+	// its services): nodes still have its sandbox and routes.
+	for _, a := range lingeringAttachments(tx, existing) {
+		used[a.GetVni()] = true
+		p, err := netip.ParsePrefix(a.GetSubnet())
+		if err != nil {
+			continue
+		}
+		if ipam.Subnet.IsValid() && p.Overlaps(ipam.Subnet) {
+			return nil, precondition("subnet %s overlaps removed network %s (%s), whose tasks have not shut down yet", ipam.Subnet, a.GetNetworkName(), p)
+		}
+		taken = append(taken, p)
+	}
 	if ipam.Subnet.IsValid() {
 		spec.Ipam = normalizedIPAM(spec.Ipam, ipam)
 	} else {
@@ -121,6 +135,28 @@ func (s *Server) allocateNetwork(tx store.ReadTx, spec *shoalpb.NetworkSpec, pen
 		Vni:  vni,
 		Ipam: ipam.Proto(),
 	}, nil
+}
+
+// lingeringAttachments returns one attachment per network that tasks
+// still holding addresses are attached to but that is not among nets.
+func lingeringAttachments(tx store.ReadTx, nets []*shoalpb.Network) []*shoalpb.NetworkAttachment {
+	known := make(map[string]bool, len(nets))
+	for _, n := range nets {
+		known[n.Id] = true
+	}
+	var out []*shoalpb.NetworkAttachment
+	for _, t := range tx.Tasks() {
+		if !allocator.HoldsAddresses(t) {
+			continue
+		}
+		for _, a := range t.GetNetworks() {
+			if !known[a.GetNetworkId()] {
+				known[a.GetNetworkId()] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // normalizedIPAM writes the addressing a user gave in canonical form,

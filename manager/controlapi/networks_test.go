@@ -364,3 +364,32 @@ func TestServiceNetworksAndPorts(t *testing.T) {
 	_, err = e.srv.UpdateService(e.ctx, &shoalpb.UpdateServiceRequest{ServiceRef: "other", Version: other.Meta.Version, Spec: take})
 	wantCode(t, err, codes.InvalidArgument, "port 8080/tcp is already in use by service web")
 }
+
+// TestRemovedNetworkLingersWhileItsTasksRun: a network removed in the same
+// write as its services (as stack rm does) keeps its VNI and subnet from
+// new networks until its last task has shut down; a subnet given that
+// overlaps it is refused, naming it.
+func TestRemovedNetworkLingersWhileItsTasksRun(t *testing.T) {
+	e := newNetworkEnv(t, "198.19.0.0/16", 24)
+	front := e.createNetwork(netSpec("front"))
+	task := &shoalpb.Task{Id: "task1", ServiceId: "gone", ServiceName: "app_web", NodeId: "n1", DesiredState: shoalpb.TaskState_TASK_STATE_SHUTDOWN,
+		Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_RUNNING},
+		Networks: []*shoalpb.NetworkAttachment{{NetworkId: front.Id, NetworkName: "front", Vni: front.Vni, Subnet: front.Ipam.Subnet,
+			Gateway: front.Ipam.Gateway, Addresses: []string{"198.19.1.5/24"}}}}
+	e.propose(
+		&shoalpb.StoreAction{Kind: shoalpb.ActionKind_ACTION_KIND_CREATE, Target: &shoalpb.StoreAction_Task{Task: task}},
+		&shoalpb.StoreAction{Kind: shoalpb.ActionKind_ACTION_KIND_REMOVE, Target: &shoalpb.StoreAction_Network{Network: &shoalpb.Network{Id: front.Id}}},
+	)
+	next := e.createNetwork(netSpec("next"))
+	if next.Vni == front.Vni || next.Ipam.Subnet == front.Ipam.Subnet {
+		t.Fatalf("new network %v reuses the VNI or subnet of removed network %v while its task runs", next, front)
+	}
+	_, err := e.srv.CreateNetwork(e.ctx, &shoalpb.CreateNetworkRequest{Spec: withSubnet(netSpec("mine"), front.Ipam.Subnet, "", "")})
+	wantCode(t, err, codes.FailedPrecondition, "subnet 198.19.1.0/24 overlaps removed network front (198.19.1.0/24), whose tasks have not shut down yet")
+
+	e.propose(&shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: &shoalpb.TaskStatusPatch{TaskId: "task1", Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_SHUTDOWN}}}})
+	again := e.createNetwork(netSpec("again"))
+	if again.Vni != front.Vni || again.Ipam.Subnet != front.Ipam.Subnet {
+		t.Fatalf("once the task shut down, network %v does not get the freed VNI %d and subnet %s", again, front.Vni, front.Ipam.Subnet)
+	}
+}
