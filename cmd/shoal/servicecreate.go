@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
@@ -22,28 +21,8 @@ type serviceCreateOptions struct {
 	placementPrefs  placementPrefValue
 	maxPerNode      uintValue
 
-	reserveCPU, limitCPU       cpuValue
-	reserveMemory, limitMemory sizeValue
-
-	restartCondition   *enumValue
-	restartDelay       durationValue
-	restartMaxAttempts uintValue
-	restartWindow      durationValue
-
-	healthCmd         string
-	healthInterval    durationValue
-	healthTimeout     durationValue
-	healthRetries     uintValue
-	healthStartPeriod durationValue
-	noHealthcheck     bool
-
-	stopGracePeriod durationValue
-	stopSignal      string
-	entrypoint      shellWordsValue
-	workdir         string
-	user            string
-	hostname        string
-	mounts          mountValue
+	containerFlags
+	mounts mountValue
 
 	networks     networkFlagValue
 	endpointMode *enumValue
@@ -63,14 +42,11 @@ var restartConditions = map[string]shoalpb.RestartPolicy_Condition{
 
 func newServiceCreateCmd(g *globalOptions) *cobra.Command {
 	o := &serviceCreateOptions{
-		mode:              newEnum("mode", "replicated", "replicated", "global", "replicated-job", "global-job"),
-		restartCondition:  newEnum("restart condition", "", "none", "on-failure", "any"),
-		healthInterval:    durationValue{min: time.Millisecond},
-		healthTimeout:     durationValue{min: time.Millisecond},
-		healthStartPeriod: durationValue{min: time.Millisecond},
-		update:            newUpdateConfigFlags("update"),
-		rollback:          newUpdateConfigFlags("rollback"),
-		endpointMode:      newEnum("endpoint mode", "vip", "vip", "dnsrr"),
+		mode:           newEnum("mode", "replicated", "replicated", "global", "replicated-job", "global-job"),
+		containerFlags: newContainerFlags(),
+		update:         newUpdateConfigFlags("update"),
+		rollback:       newUpdateConfigFlags("rollback"),
+		endpointMode:   newEnum("endpoint mode", "vip", "vip", "dnsrr"),
 	}
 	cmd := &cobra.Command{
 		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
@@ -107,26 +83,7 @@ func newServiceCreateCmd(g *globalOptions) *cobra.Command {
 	f.Var(&o.constraints, "constraint", "Placement constraints (node.labels.zone==a, node.role!=manager, ...)")
 	f.Var(&o.placementPrefs, "placement-pref", "Add a placement preference (spread=node.labels.zone)")
 	f.Var(&o.maxPerNode, "replicas-max-per-node", "Maximum number of tasks per node (default 0 = unlimited)")
-	f.Var(&o.reserveCPU, "reserve-cpu", "Reserve CPUs")
-	f.Var(&o.reserveMemory, "reserve-memory", "Reserve memory (512m, 1g, ...)")
-	f.Var(&o.limitCPU, "limit-cpu", "Limit CPUs")
-	f.Var(&o.limitMemory, "limit-memory", "Limit memory (512m, 1g, ...)")
-	f.Var(o.restartCondition, "restart-condition", `Restart when condition is met ("none", "on-failure", "any") (default "any"; "on-failure" for jobs)`)
-	f.Var(&o.restartDelay, "restart-delay", "Delay between restart attempts (ns|us|ms|s|m|h) (default 5s)")
-	f.Var(&o.restartMaxAttempts, "restart-max-attempts", "Maximum number of restarts before giving up")
-	f.Var(&o.restartWindow, "restart-window", "Window used to evaluate the restart policy (ns|us|ms|s|m|h)")
-	f.StringVar(&o.healthCmd, "health-cmd", "", "Command to run to check health")
-	f.Var(&o.healthInterval, "health-interval", "Time between running the check (ms|s|m|h)")
-	f.Var(&o.healthTimeout, "health-timeout", "Maximum time to allow one check to run (ms|s|m|h)")
-	f.Var(&o.healthRetries, "health-retries", "Consecutive failures needed to report unhealthy")
-	f.Var(&o.healthStartPeriod, "health-start-period", "Start period for the container to initialize before counting retries towards unstable (ms|s|m|h)")
-	f.BoolVar(&o.noHealthcheck, "no-healthcheck", false, "Disable any container-specified HEALTHCHECK")
-	f.Var(&o.stopGracePeriod, "stop-grace-period", "Time to wait before force killing a container (ns|us|ms|s|m|h) (default 10s)")
-	f.StringVar(&o.stopSignal, "stop-signal", "", "Signal to stop the container")
-	f.Var(&o.entrypoint, "entrypoint", "Overwrite the default ENTRYPOINT of the image")
-	f.StringVarP(&o.workdir, "workdir", "w", "", "Working directory inside the container")
-	f.StringVarP(&o.user, "user", "u", "", "Username or UID (format: <name|uid>[:<group|gid>])")
-	f.StringVar(&o.hostname, "hostname", "", "Container hostname")
+	o.containerFlags.add(f, true)
 	f.Var(&o.mounts, "mount", "Attach a filesystem mount to the service (type=bind|volume|tmpfs,source=…,target=…,…)")
 	f.Var(&o.networks, "network", "Network attachments (NETWORK, or name=NETWORK,alias=ALIAS)")
 	f.Var(o.endpointMode, "endpoint-mode", `Endpoint mode ("vip", "dnsrr")`)

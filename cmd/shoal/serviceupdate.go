@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -35,27 +34,7 @@ type serviceUpdateOptions struct {
 	mountAdd          mountValue
 	mountRm           listValue
 
-	reserveCPU, limitCPU       cpuValue
-	reserveMemory, limitMemory sizeValue
-
-	restartCondition   *enumValue
-	restartDelay       durationValue
-	restartMaxAttempts uintValue
-	restartWindow      durationValue
-
-	healthCmd         string
-	healthInterval    durationValue
-	healthTimeout     durationValue
-	healthRetries     uintValue
-	healthStartPeriod durationValue
-	noHealthcheck     bool
-
-	stopGracePeriod durationValue
-	stopSignal      string
-	entrypoint      shellWordsValue
-	workdir         string
-	user            string
-	hostname        string
+	containerFlags
 
 	update, rollback *updateConfigFlags
 	endpoint         *endpointUpdateFlags
@@ -68,16 +47,13 @@ type serviceUpdateOptions struct {
 
 func newServiceUpdateCmd(g *globalOptions) *cobra.Command {
 	o := &serviceUpdateOptions{
-		envRm:             listValue{what: "environment variable"},
-		constraintRm:      listValue{what: "constraint"},
-		mountRm:           listValue{what: "mount target"},
-		restartCondition:  newEnum("restart condition", "", "none", "on-failure", "any"),
-		healthInterval:    durationValue{min: time.Millisecond},
-		healthTimeout:     durationValue{min: time.Millisecond},
-		healthStartPeriod: durationValue{min: time.Millisecond},
-		update:            newUpdateConfigFlags("update"),
-		rollback:          newUpdateConfigFlags("rollback"),
-		endpoint:          newEndpointUpdateFlags(),
+		envRm:          listValue{what: "environment variable"},
+		constraintRm:   listValue{what: "constraint"},
+		mountRm:        listValue{what: "mount target"},
+		containerFlags: newContainerFlags(),
+		update:         newUpdateConfigFlags("update"),
+		rollback:       newUpdateConfigFlags("rollback"),
+		endpoint:       newEndpointUpdateFlags(),
 	}
 	cmd := &cobra.Command{
 		Use:   "update [OPTIONS] SERVICE",
@@ -119,26 +95,7 @@ func newServiceUpdateCmd(g *globalOptions) *cobra.Command {
 	f.Var(&o.maxPerNode, "replicas-max-per-node", "Maximum number of tasks per node (0 = unlimited)")
 	f.Var(&o.mountAdd, "mount-add", "Add or update a mount on a service")
 	f.Var(&o.mountRm, "mount-rm", "Remove a mount by its target path")
-	f.Var(&o.reserveCPU, "reserve-cpu", "Reserve CPUs")
-	f.Var(&o.reserveMemory, "reserve-memory", "Reserve memory")
-	f.Var(&o.limitCPU, "limit-cpu", "Limit CPUs")
-	f.Var(&o.limitMemory, "limit-memory", "Limit memory")
-	f.Var(o.restartCondition, "restart-condition", `Restart when condition is met ("none", "on-failure", "any")`)
-	f.Var(&o.restartDelay, "restart-delay", "Delay between restart attempts (ns|us|ms|s|m|h)")
-	f.Var(&o.restartMaxAttempts, "restart-max-attempts", "Maximum number of restarts before giving up")
-	f.Var(&o.restartWindow, "restart-window", "Window used to evaluate the restart policy (ns|us|ms|s|m|h)")
-	f.StringVar(&o.healthCmd, "health-cmd", "", "Command to run to check health")
-	f.Var(&o.healthInterval, "health-interval", "Time between running the check (ms|s|m|h)")
-	f.Var(&o.healthTimeout, "health-timeout", "Maximum time to allow one check to run (ms|s|m|h)")
-	f.Var(&o.healthRetries, "health-retries", "Consecutive failures needed to report unhealthy")
-	f.Var(&o.healthStartPeriod, "health-start-period", "Start period for the container to initialize before counting retries towards unstable (ms|s|m|h)")
-	f.BoolVar(&o.noHealthcheck, "no-healthcheck", false, "Disable any container-specified HEALTHCHECK")
-	f.Var(&o.stopGracePeriod, "stop-grace-period", "Time to wait before force killing a container (ns|us|ms|s|m|h)")
-	f.StringVar(&o.stopSignal, "stop-signal", "", "Signal to stop the container")
-	f.Var(&o.entrypoint, "entrypoint", "Overwrite the default ENTRYPOINT of the image")
-	f.StringVarP(&o.workdir, "workdir", "w", "", "Working directory inside the container")
-	f.StringVarP(&o.user, "user", "u", "", "Username or UID (format: <name|uid>[:<group|gid>])")
-	f.StringVar(&o.hostname, "hostname", "", "Container hostname")
+	o.containerFlags.add(f, false)
 	o.update.add(f)
 	o.rollback.add(f)
 	o.endpoint.add(f)
