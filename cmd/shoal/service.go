@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
@@ -140,21 +141,31 @@ func newServiceLsCmd(g *globalOptions) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if o.quiet {
-					for _, s := range resp.GetServices() {
-						fmt.Fprintln(cmd.OutOrStdout(), shortID(s.GetId()))
-					}
-					return nil
-				}
-				return renderServiceList(cmd.OutOrStdout(), tmpl, resp)
+				return o.print(cmd.OutOrStdout(), tmpl, resp)
 			})
 		},
 	}
-	f := cmd.Flags()
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+// addFlags registers the flags `service ls` and `stack services` share.
+func (o *serviceLsOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "Only display IDs")
 	f.StringVar(&o.format, "format", "", "Format the output using the given Go template")
 	f.VarP(&o.filters, "filter", "f", "Filter output based on conditions provided (id, label, mode, name)")
-	return cmd
+}
+
+// print writes the services listed: their short IDs with --quiet, else
+// the table or template.
+func (o *serviceLsOptions) print(w io.Writer, tmpl *templateFormat, resp *shoalpb.ListServicesResponse) error {
+	if o.quiet {
+		for _, s := range resp.GetServices() {
+			fmt.Fprintln(w, shortID(s.GetId()))
+		}
+		return nil
+	}
+	return renderServiceList(w, tmpl, resp)
 }
 
 // listFormat parses a list command's --format, "" and "table" meaning the

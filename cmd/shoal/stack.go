@@ -132,20 +132,11 @@ func newStackServicesCmd(g *globalOptions) *cobra.Command {
 					nothingFound(cmd.ErrOrStderr(), name)
 					return nil
 				}
-				if o.quiet {
-					for _, s := range resp.GetServices() {
-						fmt.Fprintln(cmd.OutOrStdout(), shortID(s.GetId()))
-					}
-					return nil
-				}
-				return renderServiceList(cmd.OutOrStdout(), tmpl, resp)
+				return o.print(cmd.OutOrStdout(), tmpl, resp)
 			})
 		},
 	}
-	f := cmd.Flags()
-	f.BoolVarP(&o.quiet, "quiet", "q", false, "Only display IDs")
-	f.StringVar(&o.format, "format", "", "Format the output using the given Go template")
-	f.VarP(&o.filters, "filter", "f", "Filter output based on conditions provided (id, label, mode, name)")
+	o.addFlags(cmd.Flags())
 	return cmd
 }
 
