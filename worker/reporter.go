@@ -13,8 +13,21 @@ import (
 	"github.com/shoal-project/shoal/proto/shoalpb"
 )
 
-// reportInterval gathers status changes into one call.
-const reportInterval = 100 * time.Millisecond
+// A node sends its status reports at most once per reportInterval. A
+// change after a quiet spell waits only reportGather, so that changes
+// made together (tasks started at once) share a call while a lone change
+// — the one a rolling update or a waiting client waits for — is not held
+// back for a whole interval.
+const (
+	reportInterval = 100 * time.Millisecond
+	reportGather   = 5 * time.Millisecond
+)
+
+// reportDelay is how long a report queued at now waits when the last call
+// ended at last.
+func reportDelay(last, now time.Time) time.Duration {
+	return max(reportGather, reportInterval-now.Sub(last))
+}
 
 // maxReportBatch bounds the reports in one call.
 const maxReportBatch = 500
@@ -69,6 +82,7 @@ func (r *Reporter) Pending() int {
 func (r *Reporter) Run(ctx context.Context) {
 	r.init()
 	backoff := reportInterval
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -79,7 +93,7 @@ func (r *Reporter) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(reportInterval):
+		case <-time.After(reportDelay(last, time.Now())):
 		}
 		for r.Pending() > 0 && ctx.Err() == nil {
 			if err := r.flush(ctx); err != nil {
@@ -94,6 +108,7 @@ func (r *Reporter) Run(ctx context.Context) {
 			}
 			backoff = reportInterval
 		}
+		last = time.Now()
 	}
 }
 

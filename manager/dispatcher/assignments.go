@@ -13,13 +13,24 @@ import (
 	"github.com/shoal-project/shoal/proto/shoalpb"
 )
 
-// Assignment stream tuning: changes are gathered for assignmentFlush and
-// sent at most maxAssignmentBatch tasks per message, so no message grows
-// with the size of the cluster.
+// Assignment stream tuning: a stream sends at most one batch of changes
+// per assignmentFlush, of at most maxAssignmentBatch tasks per message, so
+// no message grows with the size of the cluster. A change arriving after a
+// quiet spell waits only assignmentGather, so that the changes committed
+// together (a scheduling pass, an update's batch) travel together, and
+// the node does not wait a whole flush period for a lone change.
 const (
 	maxAssignmentBatch = 500
 	assignmentFlush    = 50 * time.Millisecond
+	assignmentGather   = 5 * time.Millisecond
 )
+
+// flushDelay is how long a stream whose last send was at last gathers a
+// change arriving at now: the rest of the flush period, and at least the
+// gathering time.
+func flushDelay(last, now time.Time) time.Duration {
+	return max(assignmentGather, assignmentFlush-now.Sub(last))
+}
 
 // assigned reports whether a task belongs on its node's list: the
 // scheduler has placed it there. It stays on the list until it is deleted
@@ -90,9 +101,10 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 
 	updates := map[string]*shoalpb.Task{}
 	removals := map[string]bool{}
-	// Changes are sent assignmentFlush after the first one since the last
+	// Changes are sent flushDelay after the first one since the last
 	// send; an idle stream has no timer (a node's stream must cost nothing
 	// while its tasks do not change).
+	var lastSend time.Time
 	var flushC <-chan time.Time
 	var flushT *time.Timer
 	defer func() {
@@ -102,7 +114,7 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 	}()
 	for {
 		if flushC == nil && (len(updates) > 0 || len(removals) > 0) {
-			flushT = time.NewTimer(assignmentFlush)
+			flushT = time.NewTimer(flushDelay(lastSend, time.Now()))
 			flushC = flushT.C
 		}
 		select {
@@ -150,6 +162,7 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 			if err := sendChunks(stream, shoalpb.AssignmentsMessage_TYPE_INCREMENTAL, up, rm); err != nil {
 				return err
 			}
+			lastSend = time.Now()
 		}
 	}
 }
