@@ -24,8 +24,21 @@ type Reconciler interface {
 	Wake() time.Time
 }
 
+// batchGather is how long events arriving after a quiet spell are
+// coalesced: long enough for the events of one command to arrive
+// together, short enough not to delay a lone change (a task that stopped
+// and is waited for by a rolling update).
+const batchGather = 5 * time.Millisecond
+
+// batchWait is how long to coalesce events arriving at now when the last
+// pass ended at last: passes are at least delay apart, and events wait at
+// least the gathering time (or delay, when that is shorter).
+func batchWait(delay time.Duration, last, now time.Time) time.Duration {
+	return max(min(batchGather, delay), delay-now.Sub(last))
+}
+
 // Run drives r until ctx ends: a full pass first (this manager just became
-// leader), then a pass per batch of events, coalesced for cfg.BatchDelay.
+// leader), then a pass per batch of events, at most one per cfg.BatchDelay.
 // When the store is restored from a snapshot, or the watch is cut off
 // because the loop fell behind, it re-reads everything. cfg must have its
 // defaults applied.
@@ -44,11 +57,12 @@ func Run(ctx context.Context, cfg Config, name string, r Reconciler) {
 func watch(ctx context.Context, cfg Config, log *slog.Logger, r Reconciler, events <-chan store.Event) {
 	full, run := true, true
 	var batchC, retryC, wakeC <-chan time.Time
-	var wakeAt time.Time
+	var wakeAt, lastPass time.Time
 	for {
 		if run {
 			run = false
 			err := r.Reconcile(ctx, full)
+			lastPass = time.Now()
 			full = false
 			if err != nil {
 				if ctx.Err() != nil {
@@ -83,7 +97,7 @@ func watch(ctx context.Context, cfg Config, log *slog.Logger, r Reconciler, even
 				r.Observe(ev)
 			}
 			if batchC == nil && (full || r.Pending()) {
-				batchC = time.After(cfg.BatchDelay)
+				batchC = time.After(batchWait(cfg.BatchDelay, lastPass, time.Now()))
 			}
 		case <-batchC:
 			batchC, run = nil, true
