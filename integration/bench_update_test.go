@@ -227,6 +227,11 @@ func (tl *timeline) phases(version uint64, startFirst bool) string {
 		for _, tk := range hist {
 			if tk.SpecVersion == version {
 				nw = tk
+				if c := tl.seen[tk.Id]["created"]; !c.IsZero() {
+					// Every new task counts for the turn-around, also
+					// those of slots whose phases the poller missed.
+					made = append(made, c)
+				}
 			} else if tk.DesiredState == shoalpb.TaskState_TASK_STATE_SHUTDOWN {
 				if o := tl.seen[tk.Id]; old == nil || o["desired:TASK_STATE_SHUTDOWN"].After(tl.seen[old.Id]["desired:TASK_STATE_SHUTDOWN"]) {
 					old = tk
@@ -246,7 +251,7 @@ func (tl *timeline) phases(version uint64, startFirst bool) string {
 		} else {
 			stop, raise, start = append(stop, sd.Sub(c)), append(raise, rr.Sub(sd)), append(start, rn.Sub(rr))
 		}
-		made, ran = append(made, c), append(ran, rn)
+		ran = append(ran, rn)
 	}
 	if len(stop) == 0 {
 		return "no slot seen through all its phases"
