@@ -126,10 +126,12 @@ func (s *Server) GetService(ctx context.Context, req *shoalpb.GetServiceRequest)
 	if err != nil {
 		return nil, err
 	}
+	var st *shoalpb.ServiceStatus
+	s.Store.View(func(tx store.ReadTx) { st = serviceStatus(tx, svc) })
 	if req.GetInsertDefaults() {
 		svc = withDefaults(svc)
 	}
-	return &shoalpb.GetServiceResponse{Service: svc}, nil
+	return &shoalpb.GetServiceResponse{Service: svc, Status: st}, nil
 }
 
 // withDefaults returns a copy of svc whose specs show the values the
@@ -203,7 +205,7 @@ func (s *Server) ListServices(ctx context.Context, req *shoalpb.ListServicesRequ
 				continue
 			}
 			resp.Services = append(resp.Services, svc)
-			resp.Statuses[svc.Id] = serviceStatus(svc, tx.TasksByService(svc.Id))
+			resp.Statuses[svc.Id] = serviceStatus(tx, svc)
 		}
 	})
 	sort.Slice(resp.Services, func(i, j int) bool {
@@ -244,9 +246,17 @@ func matchService(svc *shoalpb.Service, filters map[string]*shoalpb.FilterValues
 	return true
 }
 
-// serviceStatus counts a service's tasks as ListServices reports them.
-func serviceStatus(svc *shoalpb.Service, tasks []*shoalpb.Task) *shoalpb.ServiceStatus {
+// serviceStatus counts a service's tasks as ListServices reports them,
+// and says which dependencies it waits for while the orchestrators hold
+// it back (orchestrator.HeldBack).
+func serviceStatus(tx store.ReadTx, svc *shoalpb.Service) *shoalpb.ServiceStatus {
 	st := &shoalpb.ServiceStatus{}
+	tasks := tx.TasksByService(svc.Id)
+	if len(tasks) == 0 { // a service with tasks is never held back
+		for _, w := range orchestrator.HeldBack(tx, svc) {
+			st.WaitingFor = append(st.WaitingFor, &shoalpb.ServiceDependencyWait{Service: w.Service, Condition: w.Condition, Missing: w.Missing})
+		}
+	}
 	job := isJobSpec(svc.GetSpec())
 	iteration := svc.GetJobStatus().GetJobIteration()
 	var runnable, runnableNotDone uint64

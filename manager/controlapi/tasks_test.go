@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoal-project/shoal/manager/store"
 	"github.com/shoal-project/shoal/proto/shoalpb"
 )
 
@@ -215,4 +216,73 @@ func TestListTasks(t *testing.T) {
 		_, err := e.srv.ListTasks(e.ctx, &shoalpb.ListTasksRequest{Filters: tc.filters})
 		wantCode(t, err, codes.InvalidArgument, tc.parts...)
 	}
+}
+
+// A service held back for its depends_on reports, in ListServices and
+// GetService, the dependencies it waits for; nothing once they are ready
+// or once it has tasks.
+func TestServiceStatusWaitingFor(t *testing.T) {
+	e := newServiceEnv(t)
+	db := e.create(replicated(spec("app_db", "postgres"), 1))
+	migrateSpec := spec("app_migrate", "migrate")
+	migrateSpec.Mode = &shoalpb.ServiceSpec_ReplicatedJob{ReplicatedJob: &shoalpb.ReplicatedJob{TotalCompletions: 1}}
+	migrate := e.create(migrateSpec)
+	webSpec := replicated(spec("app_web", "nginx"), 3)
+	webSpec.DependsOn = []*shoalpb.ServiceDependency{
+		{Service: "app_db", Condition: shoalpb.ServiceDependency_CONDITION_HEALTHY},
+		{Service: "app_cache"},
+		{Service: "app_migrate", Condition: shoalpb.ServiceDependency_CONDITION_COMPLETED_SUCCESSFULLY},
+	}
+	web := e.create(webSpec)
+	wait := func(service string, c shoalpb.ServiceDependency_Condition, missing bool) *shoalpb.ServiceDependencyWait {
+		return &shoalpb.ServiceDependencyWait{Service: service, Condition: c, Missing: missing}
+	}
+	check := func(step string, want ...*shoalpb.ServiceDependencyWait) {
+		t.Helper()
+		wantSt := &shoalpb.ServiceStatus{DesiredTasks: 3, WaitingFor: want}
+		resp, err := e.srv.ListServices(e.ctx, &shoalpb.ListServicesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Statuses[web.Id]; !proto.Equal(got, wantSt) {
+			t.Errorf("%s: ListServices status %v, want %v", step, got, wantSt)
+		}
+		for _, other := range []*shoalpb.Service{db, migrate} {
+			if got := resp.Statuses[other.Id].GetWaitingFor(); len(got) != 0 {
+				t.Errorf("%s: %s, which depends on nothing, waits for %v", step, other.Spec.Name, got)
+			}
+		}
+		got, err := e.srv.GetService(e.ctx, &shoalpb.GetServiceRequest{ServiceRef: "app_web", InsertDefaults: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(got.Status, wantSt) {
+			t.Errorf("%s: GetService status %v, want %v", step, got.Status, wantSt)
+		}
+	}
+	check("nothing runs",
+		wait("app_db", shoalpb.ServiceDependency_CONDITION_HEALTHY, false),
+		wait("app_cache", shoalpb.ServiceDependency_CONDITION_STARTED, true),
+		wait("app_migrate", shoalpb.ServiceDependency_CONDITION_COMPLETED_SUCCESSFULLY, false))
+
+	e.addNodes(worker("n1", shoalpb.NodeState_NODE_STATE_READY))
+	e.addTasks(task("db1", db, 1, "n1", stRunning, stRunning, time.Second), task("m1", migrate, 1, "n1", stRunning, stRunning, time.Second))
+	cache := e.create(replicated(spec("app_cache", "redis"), 1))
+	check("db runs, migrate runs, cache made",
+		wait("app_cache", shoalpb.ServiceDependency_CONDITION_STARTED, false),
+		wait("app_migrate", shoalpb.ServiceDependency_CONDITION_COMPLETED_SUCCESSFULLY, false))
+
+	e.addTasks(task("c1", cache, 1, "n1", stRunning, stRunning, time.Second))
+	var m1 *shoalpb.Task
+	e.st.View(func(tx store.ReadTx) { m1 = proto.Clone(tx.Task("m1")).(*shoalpb.Task) })
+	m1.Status.State = stComplete
+	e.propose(&shoalpb.StoreAction{Kind: shoalpb.ActionKind_ACTION_KIND_UPDATE, Target: &shoalpb.StoreAction_Task{Task: m1}})
+	check("every dependency ready")
+
+	// Once it has tasks it is never held back, even when a dependency
+	// stops.
+	e.propose(&shoalpb.StoreAction{Kind: shoalpb.ActionKind_ACTION_KIND_REMOVE, Target: &shoalpb.StoreAction_Task{Task: &shoalpb.Task{Id: "c1"}}})
+	check("cache stopped", wait("app_cache", shoalpb.ServiceDependency_CONDITION_STARTED, false))
+	e.addTasks(task("w1", web, 1, "", stRunning, stPending, time.Second))
+	check("web has a task")
 }

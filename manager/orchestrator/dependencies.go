@@ -98,16 +98,51 @@ func jobCompleted(dep *shoalpb.Service, mode Mode, tasks []*shoalpb.Task) bool {
 // DependenciesReady reports whether every service svc depends on is ready
 // (DependencyReady); if not, wait says which one is awaited and for what.
 func DependenciesReady(tx store.ReadTx, svc *shoalpb.Service) (ready bool, wait string) {
+	w := unreadyDependencies(tx, svc, true)
+	if len(w) == 0 {
+		return true, ""
+	}
+	if w[0].Missing {
+		return false, fmt.Sprintf("service %s, which does not exist", w[0].Service)
+	}
+	return false, fmt.Sprintf("service %s to be %s", w[0].Service, conditionWord(w[0].Condition))
+}
+
+// DependencyWait is a dependency a held-back service waits for.
+type DependencyWait struct {
+	// Service is the name depends_on gives.
+	Service   string
+	Condition shoalpb.ServiceDependency_Condition
+	// Missing: no service has that name.
+	Missing bool
+}
+
+// HeldBack returns what svc waits for while the orchestrators hold it
+// back (DependencyGate.Hold): it has no tasks at all and some of its
+// dependencies are not ready; then every dependency not ready, in
+// depends_on order. It returns nil for a service that is not held back.
+func HeldBack(tx store.ReadTx, svc *shoalpb.Service) []DependencyWait {
+	if len(svc.GetSpec().GetDependsOn()) == 0 || len(tx.TasksByService(svc.GetId())) > 0 {
+		return nil
+	}
+	return unreadyDependencies(tx, svc, false)
+}
+
+// unreadyDependencies returns svc's dependencies that are not ready
+// (DependencyReady), only the first one when first is set.
+func unreadyDependencies(tx store.ReadTx, svc *shoalpb.Service, first bool) []DependencyWait {
+	var out []DependencyWait
 	for _, d := range svc.GetSpec().GetDependsOn() {
 		dep := tx.ServiceByName(d.GetService())
-		if dep == nil {
-			return false, fmt.Sprintf("service %s, which does not exist", d.GetService())
+		if dep != nil && DependencyReady(tx, dep, d.GetCondition()) {
+			continue
 		}
-		if !DependencyReady(tx, dep, d.GetCondition()) {
-			return false, fmt.Sprintf("service %s to be %s", d.GetService(), conditionWord(d.GetCondition()))
+		out = append(out, DependencyWait{Service: d.GetService(), Condition: d.GetCondition(), Missing: dep == nil})
+		if first {
+			break
 		}
 	}
-	return true, ""
+	return out
 }
 
 func conditionWord(c shoalpb.ServiceDependency_Condition) string {

@@ -857,8 +857,10 @@ func (x *GetServiceRequest) GetInsertDefaults() bool {
 }
 
 type GetServiceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// status counts the service's tasks as ListServices does.
+	Status        *ServiceStatus `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -896,6 +898,13 @@ func (*GetServiceResponse) Descriptor() ([]byte, []int) {
 func (x *GetServiceResponse) GetService() *Service {
 	if x != nil {
 		return x.Service
+	}
+	return nil
+}
+
+func (x *GetServiceResponse) GetStatus() *ServiceStatus {
+	if x != nil {
+		return x.Status
 	}
 	return nil
 }
@@ -960,8 +969,13 @@ type ServiceStatus struct {
 	// completed_tasks are tasks of the current job iteration observed
 	// COMPLETE (jobs only).
 	CompletedTasks uint64 `protobuf:"varint,3,opt,name=completed_tasks,json=completedTasks,proto3" json:"completed_tasks,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// waiting_for is set while the orchestrators hold the service back for
+	// its depends_on: it has no tasks yet and these dependencies (in
+	// depends_on order, only those not ready) are not in the state their
+	// condition asks for. Empty once the service has tasks.
+	WaitingFor    []*ServiceDependencyWait `protobuf:"bytes,4,rep,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceStatus) Reset() {
@@ -1015,6 +1029,78 @@ func (x *ServiceStatus) GetCompletedTasks() uint64 {
 	return 0
 }
 
+func (x *ServiceStatus) GetWaitingFor() []*ServiceDependencyWait {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return nil
+}
+
+// ServiceDependencyWait is a dependency a held-back service waits for.
+type ServiceDependencyWait struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// service is the name depends_on gives.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// condition is the state awaited: started, healthy or completed
+	// successfully.
+	Condition ServiceDependency_Condition `protobuf:"varint,2,opt,name=condition,proto3,enum=shoal.v1.ServiceDependency_Condition" json:"condition,omitempty"`
+	// missing: no service has that name (it was removed, or never made).
+	Missing       bool `protobuf:"varint,3,opt,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceDependencyWait) Reset() {
+	*x = ServiceDependencyWait{}
+	mi := &file_control_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceDependencyWait) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceDependencyWait) ProtoMessage() {}
+
+func (x *ServiceDependencyWait) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceDependencyWait.ProtoReflect.Descriptor instead.
+func (*ServiceDependencyWait) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ServiceDependencyWait) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServiceDependencyWait) GetCondition() ServiceDependency_Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return ServiceDependency_CONDITION_STARTED
+}
+
+func (x *ServiceDependencyWait) GetMissing() bool {
+	if x != nil {
+		return x.Missing
+	}
+	return false
+}
+
 type ListServicesResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Services []*Service             `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
@@ -1026,7 +1112,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1124,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1137,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{19}
+	return file_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -1085,7 +1171,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1183,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1196,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{20}
+	return file_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateServiceRequest) GetServiceRef() string {
@@ -1150,7 +1236,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1248,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1261,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{21}
+	return file_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -1194,7 +1280,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1292,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1305,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{22}
+	return file_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RemoveServiceRequest) GetServiceRef() string {
@@ -1237,7 +1323,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1335,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1348,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{23}
+	return file_control_proto_rawDescGZIP(), []int{24}
 }
 
 type ListTasksRequest struct {
@@ -1278,7 +1364,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1376,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1389,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{24}
+	return file_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListTasksRequest) GetFilters() map[string]*FilterValues {
@@ -1324,7 +1410,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1422,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1435,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{25}
+	return file_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1375,7 +1461,7 @@ type CreateNetworkRequest struct {
 
 func (x *CreateNetworkRequest) Reset() {
 	*x = CreateNetworkRequest{}
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1473,7 @@ func (x *CreateNetworkRequest) String() string {
 func (*CreateNetworkRequest) ProtoMessage() {}
 
 func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1486,7 @@ func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
 func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{26}
+	return file_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateNetworkRequest) GetSpec() *NetworkSpec {
@@ -1419,7 +1505,7 @@ type CreateNetworkResponse struct {
 
 func (x *CreateNetworkResponse) Reset() {
 	*x = CreateNetworkResponse{}
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1517,7 @@ func (x *CreateNetworkResponse) String() string {
 func (*CreateNetworkResponse) ProtoMessage() {}
 
 func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1530,7 @@ func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkResponse.ProtoReflect.Descriptor instead.
 func (*CreateNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{27}
+	return file_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateNetworkResponse) GetNetwork() *Network {
@@ -1464,7 +1550,7 @@ type GetNetworkRequest struct {
 
 func (x *GetNetworkRequest) Reset() {
 	*x = GetNetworkRequest{}
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1562,7 @@ func (x *GetNetworkRequest) String() string {
 func (*GetNetworkRequest) ProtoMessage() {}
 
 func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1575,7 @@ func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
 func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{28}
+	return file_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetNetworkRequest) GetNetworkRef() string {
@@ -1508,7 +1594,7 @@ type GetNetworkResponse struct {
 
 func (x *GetNetworkResponse) Reset() {
 	*x = GetNetworkResponse{}
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1606,7 @@ func (x *GetNetworkResponse) String() string {
 func (*GetNetworkResponse) ProtoMessage() {}
 
 func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1619,7 @@ func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNetworkResponse.ProtoReflect.Descriptor instead.
 func (*GetNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{29}
+	return file_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetNetworkResponse) GetNetwork() *Network {
@@ -1554,7 +1640,7 @@ type ListNetworksRequest struct {
 
 func (x *ListNetworksRequest) Reset() {
 	*x = ListNetworksRequest{}
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1652,7 @@ func (x *ListNetworksRequest) String() string {
 func (*ListNetworksRequest) ProtoMessage() {}
 
 func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1665,7 @@ func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
 func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{30}
+	return file_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListNetworksRequest) GetFilters() map[string]*FilterValues {
@@ -1598,7 +1684,7 @@ type ListNetworksResponse struct {
 
 func (x *ListNetworksResponse) Reset() {
 	*x = ListNetworksResponse{}
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1696,7 @@ func (x *ListNetworksResponse) String() string {
 func (*ListNetworksResponse) ProtoMessage() {}
 
 func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1709,7 @@ func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
 func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{31}
+	return file_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListNetworksResponse) GetNetworks() []*Network {
@@ -1642,7 +1728,7 @@ type RemoveNetworkRequest struct {
 
 func (x *RemoveNetworkRequest) Reset() {
 	*x = RemoveNetworkRequest{}
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1740,7 @@ func (x *RemoveNetworkRequest) String() string {
 func (*RemoveNetworkRequest) ProtoMessage() {}
 
 func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1753,7 @@ func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{32}
+	return file_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RemoveNetworkRequest) GetNetworkRef() string {
@@ -1685,7 +1771,7 @@ type RemoveNetworkResponse struct {
 
 func (x *RemoveNetworkResponse) Reset() {
 	*x = RemoveNetworkResponse{}
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1783,7 @@ func (x *RemoveNetworkResponse) String() string {
 func (*RemoveNetworkResponse) ProtoMessage() {}
 
 func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1796,7 @@ func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetworkResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{33}
+	return file_control_proto_rawDescGZIP(), []int{34}
 }
 
 type DeployStackRequest struct {
@@ -1724,7 +1810,7 @@ type DeployStackRequest struct {
 
 func (x *DeployStackRequest) Reset() {
 	*x = DeployStackRequest{}
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +1822,7 @@ func (x *DeployStackRequest) String() string {
 func (*DeployStackRequest) ProtoMessage() {}
 
 func (x *DeployStackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +1835,7 @@ func (x *DeployStackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployStackRequest.ProtoReflect.Descriptor instead.
 func (*DeployStackRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{34}
+	return file_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeployStackRequest) GetSpec() *StackSpec {
@@ -1775,7 +1861,7 @@ type DeployStackResponse struct {
 
 func (x *DeployStackResponse) Reset() {
 	*x = DeployStackResponse{}
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1873,7 @@ func (x *DeployStackResponse) String() string {
 func (*DeployStackResponse) ProtoMessage() {}
 
 func (x *DeployStackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1886,7 @@ func (x *DeployStackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployStackResponse.ProtoReflect.Descriptor instead.
 func (*DeployStackResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{35}
+	return file_control_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeployStackResponse) GetStack() *Stack {
@@ -1819,7 +1905,7 @@ type GetStackRequest struct {
 
 func (x *GetStackRequest) Reset() {
 	*x = GetStackRequest{}
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +1917,7 @@ func (x *GetStackRequest) String() string {
 func (*GetStackRequest) ProtoMessage() {}
 
 func (x *GetStackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +1930,7 @@ func (x *GetStackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStackRequest.ProtoReflect.Descriptor instead.
 func (*GetStackRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{36}
+	return file_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetStackRequest) GetName() string {
@@ -1863,7 +1949,7 @@ type GetStackResponse struct {
 
 func (x *GetStackResponse) Reset() {
 	*x = GetStackResponse{}
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +1961,7 @@ func (x *GetStackResponse) String() string {
 func (*GetStackResponse) ProtoMessage() {}
 
 func (x *GetStackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +1974,7 @@ func (x *GetStackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStackResponse.ProtoReflect.Descriptor instead.
 func (*GetStackResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{37}
+	return file_control_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetStackResponse) GetStack() *Stack {
@@ -1906,7 +1992,7 @@ type ListStacksRequest struct {
 
 func (x *ListStacksRequest) Reset() {
 	*x = ListStacksRequest{}
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2004,7 @@ func (x *ListStacksRequest) String() string {
 func (*ListStacksRequest) ProtoMessage() {}
 
 func (x *ListStacksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2017,7 @@ func (x *ListStacksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStacksRequest.ProtoReflect.Descriptor instead.
 func (*ListStacksRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{38}
+	return file_control_proto_rawDescGZIP(), []int{39}
 }
 
 type ListStacksResponse struct {
@@ -1945,7 +2031,7 @@ type ListStacksResponse struct {
 
 func (x *ListStacksResponse) Reset() {
 	*x = ListStacksResponse{}
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1957,7 +2043,7 @@ func (x *ListStacksResponse) String() string {
 func (*ListStacksResponse) ProtoMessage() {}
 
 func (x *ListStacksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1970,7 +2056,7 @@ func (x *ListStacksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStacksResponse.ProtoReflect.Descriptor instead.
 func (*ListStacksResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{39}
+	return file_control_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListStacksResponse) GetStacks() []*Stack {
@@ -1996,7 +2082,7 @@ type RemoveStackRequest struct {
 
 func (x *RemoveStackRequest) Reset() {
 	*x = RemoveStackRequest{}
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2094,7 @@ func (x *RemoveStackRequest) String() string {
 func (*RemoveStackRequest) ProtoMessage() {}
 
 func (x *RemoveStackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2107,7 @@ func (x *RemoveStackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveStackRequest.ProtoReflect.Descriptor instead.
 func (*RemoveStackRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{40}
+	return file_control_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveStackRequest) GetName() string {
@@ -2039,7 +2125,7 @@ type RemoveStackResponse struct {
 
 func (x *RemoveStackResponse) Reset() {
 	*x = RemoveStackResponse{}
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2137,7 @@ func (x *RemoveStackResponse) String() string {
 func (*RemoveStackResponse) ProtoMessage() {}
 
 func (x *RemoveStackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2150,7 @@ func (x *RemoveStackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveStackResponse.ProtoReflect.Descriptor instead.
 func (*RemoveStackResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{41}
+	return file_control_proto_rawDescGZIP(), []int{42}
 }
 
 type RollbackStackRequest struct {
@@ -2078,7 +2164,7 @@ type RollbackStackRequest struct {
 
 func (x *RollbackStackRequest) Reset() {
 	*x = RollbackStackRequest{}
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2176,7 @@ func (x *RollbackStackRequest) String() string {
 func (*RollbackStackRequest) ProtoMessage() {}
 
 func (x *RollbackStackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2189,7 @@ func (x *RollbackStackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackStackRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{42}
+	return file_control_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RollbackStackRequest) GetName() string {
@@ -2129,7 +2215,7 @@ type RollbackStackResponse struct {
 
 func (x *RollbackStackResponse) Reset() {
 	*x = RollbackStackResponse{}
-	mi := &file_control_proto_msgTypes[43]
+	mi := &file_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2227,7 @@ func (x *RollbackStackResponse) String() string {
 func (*RollbackStackResponse) ProtoMessage() {}
 
 func (x *RollbackStackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[43]
+	mi := &file_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2240,7 @@ func (x *RollbackStackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackStackResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{43}
+	return file_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RollbackStackResponse) GetStack() *Stack {
@@ -2224,18 +2310,25 @@ const file_control_proto_rawDesc = "" +
 	"\x11GetServiceRequest\x12\x1f\n" +
 	"\vservice_ref\x18\x01 \x01(\tR\n" +
 	"serviceRef\x12'\n" +
-	"\x0finsert_defaults\x18\x02 \x01(\bR\x0einsertDefaults\"A\n" +
+	"\x0finsert_defaults\x18\x02 \x01(\bR\x0einsertDefaults\"r\n" +
 	"\x12GetServiceResponse\x12+\n" +
-	"\aservice\x18\x01 \x01(\v2\x11.shoal.v1.ServiceR\aservice\"\xaf\x01\n" +
+	"\aservice\x18\x01 \x01(\v2\x11.shoal.v1.ServiceR\aservice\x12/\n" +
+	"\x06status\x18\x02 \x01(\v2\x17.shoal.v1.ServiceStatusR\x06status\"\xaf\x01\n" +
 	"\x13ListServicesRequest\x12D\n" +
 	"\afilters\x18\x01 \x03(\v2*.shoal.v1.ListServicesRequest.FiltersEntryR\afilters\x1aR\n" +
 	"\fFiltersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.shoal.v1.FilterValuesR\x05value:\x028\x01\"\x82\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.shoal.v1.FilterValuesR\x05value:\x028\x01\"\xc4\x01\n" +
 	"\rServiceStatus\x12#\n" +
 	"\rrunning_tasks\x18\x01 \x01(\x04R\frunningTasks\x12#\n" +
 	"\rdesired_tasks\x18\x02 \x01(\x04R\fdesiredTasks\x12'\n" +
-	"\x0fcompleted_tasks\x18\x03 \x01(\x04R\x0ecompletedTasks\"\xe5\x01\n" +
+	"\x0fcompleted_tasks\x18\x03 \x01(\x04R\x0ecompletedTasks\x12@\n" +
+	"\vwaiting_for\x18\x04 \x03(\v2\x1f.shoal.v1.ServiceDependencyWaitR\n" +
+	"waitingFor\"\x90\x01\n" +
+	"\x15ServiceDependencyWait\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12C\n" +
+	"\tcondition\x18\x02 \x01(\x0e2%.shoal.v1.ServiceDependency.ConditionR\tcondition\x12\x18\n" +
+	"\amissing\x18\x03 \x01(\bR\amissing\"\xe5\x01\n" +
 	"\x14ListServicesResponse\x12-\n" +
 	"\bservices\x18\x01 \x03(\v2\x11.shoal.v1.ServiceR\bservices\x12H\n" +
 	"\bstatuses\x18\x02 \x03(\v2,.shoal.v1.ListServicesResponse.StatusesEntryR\bstatuses\x1aT\n" +
@@ -2352,156 +2445,161 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_control_proto_goTypes = []any{
-	(*ListNodesRequest)(nil),      // 0: shoal.v1.ListNodesRequest
-	(*FilterValues)(nil),          // 1: shoal.v1.FilterValues
-	(*ListNodesResponse)(nil),     // 2: shoal.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),        // 3: shoal.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),       // 4: shoal.v1.GetNodeResponse
-	(*UpdateNodeRequest)(nil),     // 5: shoal.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),    // 6: shoal.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),     // 7: shoal.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),    // 8: shoal.v1.RemoveNodeResponse
-	(*GetClusterRequest)(nil),     // 9: shoal.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),    // 10: shoal.v1.GetClusterResponse
-	(*UpdateClusterRequest)(nil),  // 11: shoal.v1.UpdateClusterRequest
-	(*UpdateClusterResponse)(nil), // 12: shoal.v1.UpdateClusterResponse
-	(*CreateServiceRequest)(nil),  // 13: shoal.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil), // 14: shoal.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),     // 15: shoal.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),    // 16: shoal.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),   // 17: shoal.v1.ListServicesRequest
-	(*ServiceStatus)(nil),         // 18: shoal.v1.ServiceStatus
-	(*ListServicesResponse)(nil),  // 19: shoal.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),  // 20: shoal.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil), // 21: shoal.v1.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),  // 22: shoal.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil), // 23: shoal.v1.RemoveServiceResponse
-	(*ListTasksRequest)(nil),      // 24: shoal.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 25: shoal.v1.ListTasksResponse
-	(*CreateNetworkRequest)(nil),  // 26: shoal.v1.CreateNetworkRequest
-	(*CreateNetworkResponse)(nil), // 27: shoal.v1.CreateNetworkResponse
-	(*GetNetworkRequest)(nil),     // 28: shoal.v1.GetNetworkRequest
-	(*GetNetworkResponse)(nil),    // 29: shoal.v1.GetNetworkResponse
-	(*ListNetworksRequest)(nil),   // 30: shoal.v1.ListNetworksRequest
-	(*ListNetworksResponse)(nil),  // 31: shoal.v1.ListNetworksResponse
-	(*RemoveNetworkRequest)(nil),  // 32: shoal.v1.RemoveNetworkRequest
-	(*RemoveNetworkResponse)(nil), // 33: shoal.v1.RemoveNetworkResponse
-	(*DeployStackRequest)(nil),    // 34: shoal.v1.DeployStackRequest
-	(*DeployStackResponse)(nil),   // 35: shoal.v1.DeployStackResponse
-	(*GetStackRequest)(nil),       // 36: shoal.v1.GetStackRequest
-	(*GetStackResponse)(nil),      // 37: shoal.v1.GetStackResponse
-	(*ListStacksRequest)(nil),     // 38: shoal.v1.ListStacksRequest
-	(*ListStacksResponse)(nil),    // 39: shoal.v1.ListStacksResponse
-	(*RemoveStackRequest)(nil),    // 40: shoal.v1.RemoveStackRequest
-	(*RemoveStackResponse)(nil),   // 41: shoal.v1.RemoveStackResponse
-	(*RollbackStackRequest)(nil),  // 42: shoal.v1.RollbackStackRequest
-	(*RollbackStackResponse)(nil), // 43: shoal.v1.RollbackStackResponse
-	nil,                           // 44: shoal.v1.ListNodesRequest.FiltersEntry
-	nil,                           // 45: shoal.v1.UpdateNodeRequest.LabelsAddEntry
-	nil,                           // 46: shoal.v1.ListServicesRequest.FiltersEntry
-	nil,                           // 47: shoal.v1.ListServicesResponse.StatusesEntry
-	nil,                           // 48: shoal.v1.ListTasksRequest.FiltersEntry
-	nil,                           // 49: shoal.v1.ListTasksResponse.NodeNamesEntry
-	nil,                           // 50: shoal.v1.ListNetworksRequest.FiltersEntry
-	nil,                           // 51: shoal.v1.ListStacksResponse.ServiceCountsEntry
-	(*Node)(nil),                  // 52: shoal.v1.Node
-	(NodeAvailability)(0),         // 53: shoal.v1.NodeAvailability
-	(NodeRole)(0),                 // 54: shoal.v1.NodeRole
-	(*Cluster)(nil),               // 55: shoal.v1.Cluster
-	(*ServiceSpec)(nil),           // 56: shoal.v1.ServiceSpec
-	(*Service)(nil),               // 57: shoal.v1.Service
-	(*Task)(nil),                  // 58: shoal.v1.Task
-	(*NetworkSpec)(nil),           // 59: shoal.v1.NetworkSpec
-	(*Network)(nil),               // 60: shoal.v1.Network
-	(*StackSpec)(nil),             // 61: shoal.v1.StackSpec
-	(*Stack)(nil),                 // 62: shoal.v1.Stack
+	(*ListNodesRequest)(nil),         // 0: shoal.v1.ListNodesRequest
+	(*FilterValues)(nil),             // 1: shoal.v1.FilterValues
+	(*ListNodesResponse)(nil),        // 2: shoal.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),           // 3: shoal.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),          // 4: shoal.v1.GetNodeResponse
+	(*UpdateNodeRequest)(nil),        // 5: shoal.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),       // 6: shoal.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),        // 7: shoal.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),       // 8: shoal.v1.RemoveNodeResponse
+	(*GetClusterRequest)(nil),        // 9: shoal.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),       // 10: shoal.v1.GetClusterResponse
+	(*UpdateClusterRequest)(nil),     // 11: shoal.v1.UpdateClusterRequest
+	(*UpdateClusterResponse)(nil),    // 12: shoal.v1.UpdateClusterResponse
+	(*CreateServiceRequest)(nil),     // 13: shoal.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),    // 14: shoal.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),        // 15: shoal.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),       // 16: shoal.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),      // 17: shoal.v1.ListServicesRequest
+	(*ServiceStatus)(nil),            // 18: shoal.v1.ServiceStatus
+	(*ServiceDependencyWait)(nil),    // 19: shoal.v1.ServiceDependencyWait
+	(*ListServicesResponse)(nil),     // 20: shoal.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),     // 21: shoal.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),    // 22: shoal.v1.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),     // 23: shoal.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),    // 24: shoal.v1.RemoveServiceResponse
+	(*ListTasksRequest)(nil),         // 25: shoal.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 26: shoal.v1.ListTasksResponse
+	(*CreateNetworkRequest)(nil),     // 27: shoal.v1.CreateNetworkRequest
+	(*CreateNetworkResponse)(nil),    // 28: shoal.v1.CreateNetworkResponse
+	(*GetNetworkRequest)(nil),        // 29: shoal.v1.GetNetworkRequest
+	(*GetNetworkResponse)(nil),       // 30: shoal.v1.GetNetworkResponse
+	(*ListNetworksRequest)(nil),      // 31: shoal.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),     // 32: shoal.v1.ListNetworksResponse
+	(*RemoveNetworkRequest)(nil),     // 33: shoal.v1.RemoveNetworkRequest
+	(*RemoveNetworkResponse)(nil),    // 34: shoal.v1.RemoveNetworkResponse
+	(*DeployStackRequest)(nil),       // 35: shoal.v1.DeployStackRequest
+	(*DeployStackResponse)(nil),      // 36: shoal.v1.DeployStackResponse
+	(*GetStackRequest)(nil),          // 37: shoal.v1.GetStackRequest
+	(*GetStackResponse)(nil),         // 38: shoal.v1.GetStackResponse
+	(*ListStacksRequest)(nil),        // 39: shoal.v1.ListStacksRequest
+	(*ListStacksResponse)(nil),       // 40: shoal.v1.ListStacksResponse
+	(*RemoveStackRequest)(nil),       // 41: shoal.v1.RemoveStackRequest
+	(*RemoveStackResponse)(nil),      // 42: shoal.v1.RemoveStackResponse
+	(*RollbackStackRequest)(nil),     // 43: shoal.v1.RollbackStackRequest
+	(*RollbackStackResponse)(nil),    // 44: shoal.v1.RollbackStackResponse
+	nil,                              // 45: shoal.v1.ListNodesRequest.FiltersEntry
+	nil,                              // 46: shoal.v1.UpdateNodeRequest.LabelsAddEntry
+	nil,                              // 47: shoal.v1.ListServicesRequest.FiltersEntry
+	nil,                              // 48: shoal.v1.ListServicesResponse.StatusesEntry
+	nil,                              // 49: shoal.v1.ListTasksRequest.FiltersEntry
+	nil,                              // 50: shoal.v1.ListTasksResponse.NodeNamesEntry
+	nil,                              // 51: shoal.v1.ListNetworksRequest.FiltersEntry
+	nil,                              // 52: shoal.v1.ListStacksResponse.ServiceCountsEntry
+	(*Node)(nil),                     // 53: shoal.v1.Node
+	(NodeAvailability)(0),            // 54: shoal.v1.NodeAvailability
+	(NodeRole)(0),                    // 55: shoal.v1.NodeRole
+	(*Cluster)(nil),                  // 56: shoal.v1.Cluster
+	(*ServiceSpec)(nil),              // 57: shoal.v1.ServiceSpec
+	(*Service)(nil),                  // 58: shoal.v1.Service
+	(ServiceDependency_Condition)(0), // 59: shoal.v1.ServiceDependency.Condition
+	(*Task)(nil),                     // 60: shoal.v1.Task
+	(*NetworkSpec)(nil),              // 61: shoal.v1.NetworkSpec
+	(*Network)(nil),                  // 62: shoal.v1.Network
+	(*StackSpec)(nil),                // 63: shoal.v1.StackSpec
+	(*Stack)(nil),                    // 64: shoal.v1.Stack
 }
 var file_control_proto_depIdxs = []int32{
-	44, // 0: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
-	52, // 1: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.Node
-	52, // 2: shoal.v1.GetNodeResponse.node:type_name -> shoal.v1.Node
-	53, // 3: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
-	54, // 4: shoal.v1.UpdateNodeRequest.role:type_name -> shoal.v1.NodeRole
-	45, // 5: shoal.v1.UpdateNodeRequest.labels_add:type_name -> shoal.v1.UpdateNodeRequest.LabelsAddEntry
-	52, // 6: shoal.v1.UpdateNodeResponse.node:type_name -> shoal.v1.Node
-	55, // 7: shoal.v1.GetClusterResponse.cluster:type_name -> shoal.v1.Cluster
-	55, // 8: shoal.v1.UpdateClusterResponse.cluster:type_name -> shoal.v1.Cluster
-	56, // 9: shoal.v1.CreateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
-	57, // 10: shoal.v1.CreateServiceResponse.service:type_name -> shoal.v1.Service
-	57, // 11: shoal.v1.GetServiceResponse.service:type_name -> shoal.v1.Service
-	46, // 12: shoal.v1.ListServicesRequest.filters:type_name -> shoal.v1.ListServicesRequest.FiltersEntry
-	57, // 13: shoal.v1.ListServicesResponse.services:type_name -> shoal.v1.Service
-	47, // 14: shoal.v1.ListServicesResponse.statuses:type_name -> shoal.v1.ListServicesResponse.StatusesEntry
-	56, // 15: shoal.v1.UpdateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
-	57, // 16: shoal.v1.UpdateServiceResponse.service:type_name -> shoal.v1.Service
-	48, // 17: shoal.v1.ListTasksRequest.filters:type_name -> shoal.v1.ListTasksRequest.FiltersEntry
-	58, // 18: shoal.v1.ListTasksResponse.tasks:type_name -> shoal.v1.Task
-	49, // 19: shoal.v1.ListTasksResponse.node_names:type_name -> shoal.v1.ListTasksResponse.NodeNamesEntry
-	59, // 20: shoal.v1.CreateNetworkRequest.spec:type_name -> shoal.v1.NetworkSpec
-	60, // 21: shoal.v1.CreateNetworkResponse.network:type_name -> shoal.v1.Network
-	60, // 22: shoal.v1.GetNetworkResponse.network:type_name -> shoal.v1.Network
-	50, // 23: shoal.v1.ListNetworksRequest.filters:type_name -> shoal.v1.ListNetworksRequest.FiltersEntry
-	60, // 24: shoal.v1.ListNetworksResponse.networks:type_name -> shoal.v1.Network
-	61, // 25: shoal.v1.DeployStackRequest.spec:type_name -> shoal.v1.StackSpec
-	62, // 26: shoal.v1.DeployStackResponse.stack:type_name -> shoal.v1.Stack
-	62, // 27: shoal.v1.GetStackResponse.stack:type_name -> shoal.v1.Stack
-	62, // 28: shoal.v1.ListStacksResponse.stacks:type_name -> shoal.v1.Stack
-	51, // 29: shoal.v1.ListStacksResponse.service_counts:type_name -> shoal.v1.ListStacksResponse.ServiceCountsEntry
-	62, // 30: shoal.v1.RollbackStackResponse.stack:type_name -> shoal.v1.Stack
-	1,  // 31: shoal.v1.ListNodesRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
-	1,  // 32: shoal.v1.ListServicesRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
-	18, // 33: shoal.v1.ListServicesResponse.StatusesEntry.value:type_name -> shoal.v1.ServiceStatus
-	1,  // 34: shoal.v1.ListTasksRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
-	1,  // 35: shoal.v1.ListNetworksRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
-	0,  // 36: shoal.v1.Control.ListNodes:input_type -> shoal.v1.ListNodesRequest
-	3,  // 37: shoal.v1.Control.GetNode:input_type -> shoal.v1.GetNodeRequest
-	5,  // 38: shoal.v1.Control.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
-	7,  // 39: shoal.v1.Control.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
-	9,  // 40: shoal.v1.Control.GetCluster:input_type -> shoal.v1.GetClusterRequest
-	11, // 41: shoal.v1.Control.UpdateCluster:input_type -> shoal.v1.UpdateClusterRequest
-	13, // 42: shoal.v1.Control.CreateService:input_type -> shoal.v1.CreateServiceRequest
-	15, // 43: shoal.v1.Control.GetService:input_type -> shoal.v1.GetServiceRequest
-	17, // 44: shoal.v1.Control.ListServices:input_type -> shoal.v1.ListServicesRequest
-	20, // 45: shoal.v1.Control.UpdateService:input_type -> shoal.v1.UpdateServiceRequest
-	22, // 46: shoal.v1.Control.RemoveService:input_type -> shoal.v1.RemoveServiceRequest
-	24, // 47: shoal.v1.Control.ListTasks:input_type -> shoal.v1.ListTasksRequest
-	26, // 48: shoal.v1.Control.CreateNetwork:input_type -> shoal.v1.CreateNetworkRequest
-	28, // 49: shoal.v1.Control.GetNetwork:input_type -> shoal.v1.GetNetworkRequest
-	30, // 50: shoal.v1.Control.ListNetworks:input_type -> shoal.v1.ListNetworksRequest
-	32, // 51: shoal.v1.Control.RemoveNetwork:input_type -> shoal.v1.RemoveNetworkRequest
-	34, // 52: shoal.v1.Control.DeployStack:input_type -> shoal.v1.DeployStackRequest
-	36, // 53: shoal.v1.Control.GetStack:input_type -> shoal.v1.GetStackRequest
-	38, // 54: shoal.v1.Control.ListStacks:input_type -> shoal.v1.ListStacksRequest
-	40, // 55: shoal.v1.Control.RemoveStack:input_type -> shoal.v1.RemoveStackRequest
-	42, // 56: shoal.v1.Control.RollbackStack:input_type -> shoal.v1.RollbackStackRequest
-	2,  // 57: shoal.v1.Control.ListNodes:output_type -> shoal.v1.ListNodesResponse
-	4,  // 58: shoal.v1.Control.GetNode:output_type -> shoal.v1.GetNodeResponse
-	6,  // 59: shoal.v1.Control.UpdateNode:output_type -> shoal.v1.UpdateNodeResponse
-	8,  // 60: shoal.v1.Control.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	10, // 61: shoal.v1.Control.GetCluster:output_type -> shoal.v1.GetClusterResponse
-	12, // 62: shoal.v1.Control.UpdateCluster:output_type -> shoal.v1.UpdateClusterResponse
-	14, // 63: shoal.v1.Control.CreateService:output_type -> shoal.v1.CreateServiceResponse
-	16, // 64: shoal.v1.Control.GetService:output_type -> shoal.v1.GetServiceResponse
-	19, // 65: shoal.v1.Control.ListServices:output_type -> shoal.v1.ListServicesResponse
-	21, // 66: shoal.v1.Control.UpdateService:output_type -> shoal.v1.UpdateServiceResponse
-	23, // 67: shoal.v1.Control.RemoveService:output_type -> shoal.v1.RemoveServiceResponse
-	25, // 68: shoal.v1.Control.ListTasks:output_type -> shoal.v1.ListTasksResponse
-	27, // 69: shoal.v1.Control.CreateNetwork:output_type -> shoal.v1.CreateNetworkResponse
-	29, // 70: shoal.v1.Control.GetNetwork:output_type -> shoal.v1.GetNetworkResponse
-	31, // 71: shoal.v1.Control.ListNetworks:output_type -> shoal.v1.ListNetworksResponse
-	33, // 72: shoal.v1.Control.RemoveNetwork:output_type -> shoal.v1.RemoveNetworkResponse
-	35, // 73: shoal.v1.Control.DeployStack:output_type -> shoal.v1.DeployStackResponse
-	37, // 74: shoal.v1.Control.GetStack:output_type -> shoal.v1.GetStackResponse
-	39, // 75: shoal.v1.Control.ListStacks:output_type -> shoal.v1.ListStacksResponse
-	41, // 76: shoal.v1.Control.RemoveStack:output_type -> shoal.v1.RemoveStackResponse
-	43, // 77: shoal.v1.Control.RollbackStack:output_type -> shoal.v1.RollbackStackResponse
-	57, // [57:78] is the sub-list for method output_type
-	36, // [36:57] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	45, // 0: shoal.v1.ListNodesRequest.filters:type_name -> shoal.v1.ListNodesRequest.FiltersEntry
+	53, // 1: shoal.v1.ListNodesResponse.nodes:type_name -> shoal.v1.Node
+	53, // 2: shoal.v1.GetNodeResponse.node:type_name -> shoal.v1.Node
+	54, // 3: shoal.v1.UpdateNodeRequest.availability:type_name -> shoal.v1.NodeAvailability
+	55, // 4: shoal.v1.UpdateNodeRequest.role:type_name -> shoal.v1.NodeRole
+	46, // 5: shoal.v1.UpdateNodeRequest.labels_add:type_name -> shoal.v1.UpdateNodeRequest.LabelsAddEntry
+	53, // 6: shoal.v1.UpdateNodeResponse.node:type_name -> shoal.v1.Node
+	56, // 7: shoal.v1.GetClusterResponse.cluster:type_name -> shoal.v1.Cluster
+	56, // 8: shoal.v1.UpdateClusterResponse.cluster:type_name -> shoal.v1.Cluster
+	57, // 9: shoal.v1.CreateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	58, // 10: shoal.v1.CreateServiceResponse.service:type_name -> shoal.v1.Service
+	58, // 11: shoal.v1.GetServiceResponse.service:type_name -> shoal.v1.Service
+	18, // 12: shoal.v1.GetServiceResponse.status:type_name -> shoal.v1.ServiceStatus
+	47, // 13: shoal.v1.ListServicesRequest.filters:type_name -> shoal.v1.ListServicesRequest.FiltersEntry
+	19, // 14: shoal.v1.ServiceStatus.waiting_for:type_name -> shoal.v1.ServiceDependencyWait
+	59, // 15: shoal.v1.ServiceDependencyWait.condition:type_name -> shoal.v1.ServiceDependency.Condition
+	58, // 16: shoal.v1.ListServicesResponse.services:type_name -> shoal.v1.Service
+	48, // 17: shoal.v1.ListServicesResponse.statuses:type_name -> shoal.v1.ListServicesResponse.StatusesEntry
+	57, // 18: shoal.v1.UpdateServiceRequest.spec:type_name -> shoal.v1.ServiceSpec
+	58, // 19: shoal.v1.UpdateServiceResponse.service:type_name -> shoal.v1.Service
+	49, // 20: shoal.v1.ListTasksRequest.filters:type_name -> shoal.v1.ListTasksRequest.FiltersEntry
+	60, // 21: shoal.v1.ListTasksResponse.tasks:type_name -> shoal.v1.Task
+	50, // 22: shoal.v1.ListTasksResponse.node_names:type_name -> shoal.v1.ListTasksResponse.NodeNamesEntry
+	61, // 23: shoal.v1.CreateNetworkRequest.spec:type_name -> shoal.v1.NetworkSpec
+	62, // 24: shoal.v1.CreateNetworkResponse.network:type_name -> shoal.v1.Network
+	62, // 25: shoal.v1.GetNetworkResponse.network:type_name -> shoal.v1.Network
+	51, // 26: shoal.v1.ListNetworksRequest.filters:type_name -> shoal.v1.ListNetworksRequest.FiltersEntry
+	62, // 27: shoal.v1.ListNetworksResponse.networks:type_name -> shoal.v1.Network
+	63, // 28: shoal.v1.DeployStackRequest.spec:type_name -> shoal.v1.StackSpec
+	64, // 29: shoal.v1.DeployStackResponse.stack:type_name -> shoal.v1.Stack
+	64, // 30: shoal.v1.GetStackResponse.stack:type_name -> shoal.v1.Stack
+	64, // 31: shoal.v1.ListStacksResponse.stacks:type_name -> shoal.v1.Stack
+	52, // 32: shoal.v1.ListStacksResponse.service_counts:type_name -> shoal.v1.ListStacksResponse.ServiceCountsEntry
+	64, // 33: shoal.v1.RollbackStackResponse.stack:type_name -> shoal.v1.Stack
+	1,  // 34: shoal.v1.ListNodesRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
+	1,  // 35: shoal.v1.ListServicesRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
+	18, // 36: shoal.v1.ListServicesResponse.StatusesEntry.value:type_name -> shoal.v1.ServiceStatus
+	1,  // 37: shoal.v1.ListTasksRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
+	1,  // 38: shoal.v1.ListNetworksRequest.FiltersEntry.value:type_name -> shoal.v1.FilterValues
+	0,  // 39: shoal.v1.Control.ListNodes:input_type -> shoal.v1.ListNodesRequest
+	3,  // 40: shoal.v1.Control.GetNode:input_type -> shoal.v1.GetNodeRequest
+	5,  // 41: shoal.v1.Control.UpdateNode:input_type -> shoal.v1.UpdateNodeRequest
+	7,  // 42: shoal.v1.Control.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
+	9,  // 43: shoal.v1.Control.GetCluster:input_type -> shoal.v1.GetClusterRequest
+	11, // 44: shoal.v1.Control.UpdateCluster:input_type -> shoal.v1.UpdateClusterRequest
+	13, // 45: shoal.v1.Control.CreateService:input_type -> shoal.v1.CreateServiceRequest
+	15, // 46: shoal.v1.Control.GetService:input_type -> shoal.v1.GetServiceRequest
+	17, // 47: shoal.v1.Control.ListServices:input_type -> shoal.v1.ListServicesRequest
+	21, // 48: shoal.v1.Control.UpdateService:input_type -> shoal.v1.UpdateServiceRequest
+	23, // 49: shoal.v1.Control.RemoveService:input_type -> shoal.v1.RemoveServiceRequest
+	25, // 50: shoal.v1.Control.ListTasks:input_type -> shoal.v1.ListTasksRequest
+	27, // 51: shoal.v1.Control.CreateNetwork:input_type -> shoal.v1.CreateNetworkRequest
+	29, // 52: shoal.v1.Control.GetNetwork:input_type -> shoal.v1.GetNetworkRequest
+	31, // 53: shoal.v1.Control.ListNetworks:input_type -> shoal.v1.ListNetworksRequest
+	33, // 54: shoal.v1.Control.RemoveNetwork:input_type -> shoal.v1.RemoveNetworkRequest
+	35, // 55: shoal.v1.Control.DeployStack:input_type -> shoal.v1.DeployStackRequest
+	37, // 56: shoal.v1.Control.GetStack:input_type -> shoal.v1.GetStackRequest
+	39, // 57: shoal.v1.Control.ListStacks:input_type -> shoal.v1.ListStacksRequest
+	41, // 58: shoal.v1.Control.RemoveStack:input_type -> shoal.v1.RemoveStackRequest
+	43, // 59: shoal.v1.Control.RollbackStack:input_type -> shoal.v1.RollbackStackRequest
+	2,  // 60: shoal.v1.Control.ListNodes:output_type -> shoal.v1.ListNodesResponse
+	4,  // 61: shoal.v1.Control.GetNode:output_type -> shoal.v1.GetNodeResponse
+	6,  // 62: shoal.v1.Control.UpdateNode:output_type -> shoal.v1.UpdateNodeResponse
+	8,  // 63: shoal.v1.Control.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	10, // 64: shoal.v1.Control.GetCluster:output_type -> shoal.v1.GetClusterResponse
+	12, // 65: shoal.v1.Control.UpdateCluster:output_type -> shoal.v1.UpdateClusterResponse
+	14, // 66: shoal.v1.Control.CreateService:output_type -> shoal.v1.CreateServiceResponse
+	16, // 67: shoal.v1.Control.GetService:output_type -> shoal.v1.GetServiceResponse
+	20, // 68: shoal.v1.Control.ListServices:output_type -> shoal.v1.ListServicesResponse
+	22, // 69: shoal.v1.Control.UpdateService:output_type -> shoal.v1.UpdateServiceResponse
+	24, // 70: shoal.v1.Control.RemoveService:output_type -> shoal.v1.RemoveServiceResponse
+	26, // 71: shoal.v1.Control.ListTasks:output_type -> shoal.v1.ListTasksResponse
+	28, // 72: shoal.v1.Control.CreateNetwork:output_type -> shoal.v1.CreateNetworkResponse
+	30, // 73: shoal.v1.Control.GetNetwork:output_type -> shoal.v1.GetNetworkResponse
+	32, // 74: shoal.v1.Control.ListNetworks:output_type -> shoal.v1.ListNetworksResponse
+	34, // 75: shoal.v1.Control.RemoveNetwork:output_type -> shoal.v1.RemoveNetworkResponse
+	36, // 76: shoal.v1.Control.DeployStack:output_type -> shoal.v1.DeployStackResponse
+	38, // 77: shoal.v1.Control.GetStack:output_type -> shoal.v1.GetStackResponse
+	40, // 78: shoal.v1.Control.ListStacks:output_type -> shoal.v1.ListStacksResponse
+	42, // 79: shoal.v1.Control.RemoveStack:output_type -> shoal.v1.RemoveStackResponse
+	44, // 80: shoal.v1.Control.RollbackStack:output_type -> shoal.v1.RollbackStackResponse
+	60, // [60:81] is the sub-list for method output_type
+	39, // [39:60] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -2519,7 +2617,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
