@@ -76,20 +76,52 @@ func jobTotal(j *shoalpb.ReplicatedJob) uint64 {
 }
 
 // replicasText is the REPLICAS column: running/desired, with the
-// completions of jobs and the per-node maximum of replicated services.
+// completions of jobs, the per-node maximum of replicated services and
+// the dependencies a service held back for its depends_on waits for.
 func replicasText(spec *shoalpb.ServiceSpec, st *shoalpb.ServiceStatus) string {
 	running, desired, completed := st.GetRunningTasks(), st.GetDesiredTasks(), st.GetCompletedTasks()
+	text := fmt.Sprintf("%d/%d", running, desired)
 	switch {
 	case spec.GetReplicatedJob() != nil:
-		return fmt.Sprintf("%d/%d (%d/%d completed)", running, desired, completed, jobTotal(spec.GetReplicatedJob()))
+		text += fmt.Sprintf(" (%d/%d completed)", completed, jobTotal(spec.GetReplicatedJob()))
 	case spec.GetGlobalJob() != nil:
-		return fmt.Sprintf("%d/%d (%d/%d completed)", running, desired, completed, completed+desired)
+		text += fmt.Sprintf(" (%d/%d completed)", completed, completed+desired)
 	case spec.GetReplicated() != nil:
 		if m := spec.GetTask().GetPlacement().GetMaxReplicas(); m > 0 {
-			return fmt.Sprintf("%d/%d (max %d per node)", running, desired, m)
+			text += fmt.Sprintf(" (max %d per node)", m)
 		}
 	}
-	return fmt.Sprintf("%d/%d", running, desired)
+	if w := waitingText(st.GetWaitingFor()); w != "" {
+		text += " (" + w + ")"
+	}
+	return text
+}
+
+// waitingText words the dependencies a held-back service waits for:
+// "waiting for app_db to be healthy, app_migrate to complete", or "" when
+// it waits for none.
+func waitingText(waits []*shoalpb.ServiceDependencyWait) string {
+	if len(waits) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(waits))
+	for _, w := range waits {
+		parts = append(parts, w.GetService()+" "+dependencyWaitWords(w))
+	}
+	return "waiting for " + strings.Join(parts, ", ")
+}
+
+func dependencyWaitWords(w *shoalpb.ServiceDependencyWait) string {
+	if w.GetMissing() {
+		return "to be created"
+	}
+	switch w.GetCondition() {
+	case shoalpb.ServiceDependency_CONDITION_HEALTHY:
+		return "to be healthy"
+	case shoalpb.ServiceDependency_CONDITION_COMPLETED_SUCCESSFULLY:
+		return "to complete"
+	}
+	return "to start"
 }
 
 // serviceRow is one line of `shoal service ls`; --format templates see

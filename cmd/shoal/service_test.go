@@ -83,6 +83,43 @@ func TestReplicasTextDefaultsJobTotal(t *testing.T) {
 	}
 }
 
+func TestReplicasTextHeldBack(t *testing.T) {
+	wait := func(service string, c shoalpb.ServiceDependency_Condition) *shoalpb.ServiceDependencyWait {
+		return &shoalpb.ServiceDependencyWait{Service: service, Condition: c}
+	}
+	healthy := wait("app_db", shoalpb.ServiceDependency_CONDITION_HEALTHY)
+	started := wait("app_cache", shoalpb.ServiceDependency_CONDITION_STARTED)
+	completed := wait("app_migrate", shoalpb.ServiceDependency_CONDITION_COMPLETED_SUCCESSFULLY)
+	missing := &shoalpb.ServiceDependencyWait{Service: "app_gone", Missing: true}
+	replicas := func(n, max uint64) *shoalpb.ServiceSpec {
+		return &shoalpb.ServiceSpec{
+			Mode: &shoalpb.ServiceSpec_Replicated{Replicated: &shoalpb.ReplicatedService{Replicas: n}},
+			Task: &shoalpb.TaskSpec{Placement: &shoalpb.Placement{MaxReplicas: max}},
+		}
+	}
+	job := &shoalpb.ServiceSpec{Mode: &shoalpb.ServiceSpec_ReplicatedJob{ReplicatedJob: &shoalpb.ReplicatedJob{TotalCompletions: 2}}}
+	global := &shoalpb.ServiceSpec{Mode: &shoalpb.ServiceSpec_Global{Global: &shoalpb.GlobalService{}}}
+	for _, tc := range []struct {
+		spec *shoalpb.ServiceSpec
+		st   *shoalpb.ServiceStatus
+		want string
+	}{
+		{replicas(3, 0), &shoalpb.ServiceStatus{DesiredTasks: 3, WaitingFor: []*shoalpb.ServiceDependencyWait{healthy}}, "0/3 (waiting for app_db to be healthy)"},
+		{replicas(3, 0), &shoalpb.ServiceStatus{DesiredTasks: 3, WaitingFor: []*shoalpb.ServiceDependencyWait{started}}, "0/3 (waiting for app_cache to start)"},
+		{replicas(3, 0), &shoalpb.ServiceStatus{DesiredTasks: 3, WaitingFor: []*shoalpb.ServiceDependencyWait{completed}}, "0/3 (waiting for app_migrate to complete)"},
+		{replicas(3, 0), &shoalpb.ServiceStatus{DesiredTasks: 3, WaitingFor: []*shoalpb.ServiceDependencyWait{healthy, started, completed, missing}},
+			"0/3 (waiting for app_db to be healthy, app_cache to start, app_migrate to complete, app_gone to be created)"},
+		{replicas(3, 2), &shoalpb.ServiceStatus{DesiredTasks: 3, WaitingFor: []*shoalpb.ServiceDependencyWait{healthy}}, "0/3 (max 2 per node) (waiting for app_db to be healthy)"},
+		{job, &shoalpb.ServiceStatus{WaitingFor: []*shoalpb.ServiceDependencyWait{completed}}, "0/0 (0/2 completed) (waiting for app_migrate to complete)"},
+		{global, &shoalpb.ServiceStatus{WaitingFor: []*shoalpb.ServiceDependencyWait{started}}, "0/0 (waiting for app_cache to start)"},
+		{replicas(3, 0), &shoalpb.ServiceStatus{RunningTasks: 3, DesiredTasks: 3}, "3/3"},
+	} {
+		if got := replicasText(tc.spec, tc.st); got != tc.want {
+			t.Errorf("replicasText(%v, %v) = %q, want %q", tc.spec.GetMode(), tc.st, got, tc.want)
+		}
+	}
+}
+
 func fixtureTasks() *shoalpb.ListTasksResponse {
 	spec := &shoalpb.TaskSpec{Container: &shoalpb.ContainerSpec{Image: "nginx:1.27@sha256:abc"}}
 	mk := func(id string, slot uint64, node string, desired, state shoalpb.TaskState, age time.Duration, err string) *shoalpb.Task {
@@ -309,6 +346,28 @@ func TestServiceInspect(t *testing.T) {
 		" Limits:\n"+
 		"  CPU:                  0.5\n"+
 		"  Memory:               512MiB\n")
+
+	// A service held back for its depends_on says so.
+	f.on("GetService", func(proto.Message) (proto.Message, error) {
+		svc := &shoalpb.Service{Id: idWeb, Spec: &shoalpb.ServiceSpec{Name: "app_web",
+			Mode: &shoalpb.ServiceSpec_Replicated{Replicated: &shoalpb.ReplicatedService{Replicas: 3}},
+			Task: &shoalpb.TaskSpec{Container: &shoalpb.ContainerSpec{Image: "nginx:1.27"}}}}
+		return &shoalpb.GetServiceResponse{Service: svc, Status: &shoalpb.ServiceStatus{DesiredTasks: 3, WaitingFor: []*shoalpb.ServiceDependencyWait{
+			{Service: "app_db", Condition: shoalpb.ServiceDependency_CONDITION_HEALTHY},
+			{Service: "app_migrate", Condition: shoalpb.ServiceDependency_CONDITION_COMPLETED_SUCCESSFULLY},
+		}}}, nil
+	})
+	stdout, stderr, code = f.cli(t, "service", "inspect", "--pretty", "app_web")
+	wantOutput(t, stdout, stderr, code, "ID:                     "+idWeb+"\n"+
+		"Name:                   app_web\n"+
+		"Service Mode:           Replicated\n"+
+		" Replicas:              3\n"+
+		"Held Back:              waiting for app_db to be healthy, app_migrate to complete\n"+
+		"Placement:\n"+
+		"ContainerSpec:\n"+
+		" Image:                 nginx:1.27\n")
+	stdout, stderr, code = f.cli(t, "service", "inspect", "-f", "{{.Spec.Name}} {{.Spec.Mode.Replicated.Replicas}}", "app_web")
+	wantOutput(t, stdout, stderr, code, "app_web 3\n")
 
 	_, stderr, code = f.cli(t, "service", "inspect", "--pretty", "-f", "{{.ID}}", "web")
 	if code != 1 || !strings.HasPrefix(stderr, "--format is incompatible with human friendly format") {

@@ -29,6 +29,9 @@ type serviceJSON struct {
 
 	// networkNames names the networks of --pretty output, by ID.
 	networkNames map[string]string
+	// waitingFor words, for --pretty output, the dependencies the service
+	// is held back for (waitingText); "" when it is not held back.
+	waitingFor string
 }
 
 type serviceSpecJSON struct {
@@ -325,7 +328,9 @@ func runServiceInspect(cmd *cobra.Command, g *globalOptions, o *serviceInspectOp
 			var de *daemonError
 			switch {
 			case err == nil:
-				services = append(services, newServiceJSON(resp.GetService()))
+				s := newServiceJSON(resp.GetService())
+				s.waitingFor = waitingText(resp.GetStatus().GetWaitingFor())
+				services = append(services, s)
 			case isNotFound(err):
 				errs = append(errs, "Error: No such service: "+ref)
 			case errors.As(err, &de):
@@ -404,6 +409,10 @@ func servicePretty(s serviceJSON) string {
 		kv(" Total Completions", m.ReplicatedJob.TotalCompletions)
 	case m.GlobalJob != nil:
 		kv("Service Mode", "Global Job")
+	}
+	if s.waitingFor != "" {
+		// No tasks yet: the orchestrators hold the service back.
+		kv("Held Back", s.waitingFor)
 	}
 	writeUpdateStatusPretty(s.UpdateStatus, prettyNow(), kv, line)
 	t := spec.TaskTemplate

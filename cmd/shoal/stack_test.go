@@ -175,6 +175,27 @@ func TestStackServicesAndPs(t *testing.T) {
 			"label": {Values: []string{"com.docker.stack.namespace=app"}}, "mode": {Values: []string{"replicated"}},
 		}})
 
+	// A service held back for its depends_on says what it waits for.
+	held := &shoalpb.ListServicesResponse{
+		Services: []*shoalpb.Service{stackSvc(idApiSvc, "app_api", 1), stackSvc(idDbSvc, "app_db", 1)},
+		Statuses: map[string]*shoalpb.ServiceStatus{
+			idApiSvc: {DesiredTasks: 3, WaitingFor: []*shoalpb.ServiceDependencyWait{
+				{Service: "app_db", Condition: shoalpb.ServiceDependency_CONDITION_HEALTHY},
+				{Service: "app_migrate", Condition: shoalpb.ServiceDependency_CONDITION_COMPLETED_SUCCESSFULLY},
+			}},
+			idDbSvc: {DesiredTasks: 1},
+		},
+	}
+	held.Services[0].Spec.GetReplicated().Replicas = 3
+	f.reply("ListServices", held)
+	stdout, stderr, code = f.cli(t, "stack", "services", "app")
+	wantOutput(t, stdout, stderr, code, "ID             NAME      MODE         REPLICAS                                                          IMAGE     PORTS\n"+
+		"api0api0api0   app_api   replicated   0/3 (waiting for app_db to be healthy, app_migrate to complete)   busybox   \n"+
+		"db00db00db00   app_db    replicated   0/1                                                               busybox   \n")
+	stdout, stderr, code = f.cli(t, "stack", "services", "--format", "{{.Name}}: {{.Replicas}}", "app")
+	wantOutput(t, stdout, stderr, code, "app_api: 0/3 (waiting for app_db to be healthy, app_migrate to complete)\napp_db: 0/1\n")
+	f.reply("ListServices", svcs)
+
 	f.reply("ListTasks", &shoalpb.ListTasksResponse{Tasks: []*shoalpb.Task{{
 		Id: "t1t1t1t1t1t1t1t1t1t1t1t1t", ServiceId: idApiSvc, ServiceName: "app_api", Slot: 1, NodeId: "node1",
 		Spec: svcs.Services[0].Spec.Task, DesiredState: shoalpb.TaskState_TASK_STATE_RUNNING,
