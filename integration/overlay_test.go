@@ -313,6 +313,64 @@ func TestOverlay(t *testing.T) {
 		}
 	})
 
+	t.Run("HealthCheckedTaskJoinsWhenHealthy", func(t *testing.T) {
+		dumpOnFailure(t, c)
+		// As docker: a task with a health check is behind its service's
+		// name and VIP only once the check passes.
+		m.MustCLI(t, "service", "create", "-d", "--name", "hc", "--stop-grace-period", "1s", "--constraint", "node.hostname==h1",
+			"--network", "front", "--health-cmd", "busybox test -f /ok", "--health-interval", "200ms", "--health-retries", "1000",
+			img, "sh", "-c", webScript)
+		t.Cleanup(func() { removeService(m, "hc") })
+		var cid string
+		harness.Eventually(t, 30*time.Second, "hc's container runs", func() error {
+			out, err := exec.Command("docker", "ps", "--no-trunc", "--filter", "label=shoal.service.name=hc",
+				"--filter", "status=running", "--format", `{{.ID}} {{.Label "shoal.sandbox"}}`).Output()
+			if err != nil {
+				return err
+			}
+			cid = ""
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if f := strings.Fields(line); len(f) == 1 {
+					cid = f[0] // the task's container, not its sandbox
+				}
+			}
+			if cid == "" {
+				return fmt.Errorf("running containers of hc: %q", out)
+			}
+			return nil
+		})
+		// Unhealthy for as long as endpoints take to reach every node when
+		// they are published (well under a second); the name must give
+		// nothing all along.
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			if addrs, err := lookup(client.container, "tasks.hc"); len(addrs) > 0 {
+				t.Fatalf("tasks.hc resolves to %v (%v) before hc's health check passed", addrs, err)
+			}
+		}
+		if st := runnableTasks(t, m, "hc")[0].GetStatus().GetState(); st == shoalpb.TaskState_TASK_STATE_RUNNING {
+			t.Fatalf("hc is %v before its health check can pass", st)
+		}
+		mustExec(t, cid, "busybox", "touch", "/ok")
+		hc := c.waitRunning(t, "hc", 1)[0]
+		want := []netip.Addr{hc.addrs[front]}
+		harness.Eventually(t, 20*time.Second, "tasks.hc gives the healthy task", func() error {
+			got, err := lookup(client.container, "tasks.hc")
+			if err != nil || !slices.Equal(got, want) {
+				return fmt.Errorf("tasks.hc resolves to %v (%v), want %v", got, err, want)
+			}
+			return nil
+		})
+		name := mustExec(t, hc.container, "hostname")
+		harness.Eventually(t, 20*time.Second, "hc answers through its VIP", func() error {
+			got, err := get(client.container, "http://hc/")
+			if err != nil || got != name {
+				return fmt.Errorf("http://hc/ answered %q (%v), want %q", got, err, name)
+			}
+			return nil
+		})
+	})
+
 	// vipSpread fetches / through the VIP n times from container and
 	// returns what answered, counted.
 	vipSpread := func(t *testing.T, container string, n int) map[string]int {

@@ -119,10 +119,13 @@ type ovTask struct {
 	// nets are the task's networks this node has joined for it.
 	nets []string
 	// eps are its published endpoints; empty once withdrawn.
-	eps       []netdb.Endpoint
-	hostPorts []hostPort
-	pid       int
-	resolver  *dns.Resolver
+	eps []netdb.Endpoint
+	// unpublished are the endpoints of a task attached while its health
+	// check has not passed yet; Publish moves them to eps.
+	unpublished []netdb.Endpoint
+	hostPorts   []hostPort
+	pid         int
+	resolver    *dns.Resolver
 }
 
 // overlayNet is the overlay subsystem of a node in a swarm.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-project/shoal/overlay"
 	"github.com/shoal-project/shoal/overlay/dns"
+	"github.com/shoal-project/shoal/overlay/netdb"
 	"github.com/shoal-project/shoal/proto/shoalpb"
 	"github.com/shoal-project/shoal/worker/exec"
 	"github.com/shoal-project/shoal/worker/exec/docker"
@@ -22,7 +23,8 @@ import (
 //	Attach  (executor, before the task's container starts, and again
 //	        after a daemon restart): its networks' sandboxes, its
 //	        interfaces in the sandbox container's namespace, its endpoints
-//	        published, its resolver started;
+//	        published (or, when its container has a health check, kept
+//	        until Publish: once the check passes), its resolver started;
 //	withdraw (its container is being stopped): endpoints withdrawn, so no
 //	        VIP, port or name leads to it while it stops;
 //	release (its container stopped, or the executor's Detach before the
@@ -36,7 +38,7 @@ import (
 var _ docker.Network = (*overlayNet)(nil)
 
 // Attach implements docker.Network.
-func (o *overlayNet) Attach(ctx context.Context, t *shoalpb.Task, pid int) error {
+func (o *overlayNet) Attach(ctx context.Context, t *shoalpb.Task, pid int, publish bool) error {
 	mgr, err := o.manager(ctx)
 	if err != nil {
 		return fmt.Errorf("task %s: %w", t.GetId(), err)
@@ -86,15 +88,23 @@ func (o *overlayNet) Attach(ctx context.Context, t *shoalpb.Task, pid int) error
 	if err := mgr.AttachTask(ctx, overlay.Task{ID: t.GetId(), PID: pid, Attachments: atts}); err != nil {
 		return err
 	}
-	for _, e := range eps {
-		if err := o.db.Publish(e); err != nil {
+	o.mu.Lock()
+	if !publish && len(ot.eps) > 0 {
+		// Published before this daemon restarted, once healthy: they
+		// stay while the health check is asked again.
+		publish = true
+	}
+	o.mu.Unlock()
+	if publish {
+		if err := o.publishLocked(ot, eps); err != nil {
 			return fmt.Errorf("task %s: %w", t.GetId(), err)
 		}
+	} else {
+		o.mu.Lock()
+		ot.unpublished = eps
+		o.mu.Unlock()
+		o.log.Debug("task endpoints wait for its health check", "task", t.GetId())
 	}
-	o.mu.Lock()
-	ot.eps = eps
-	o.mu.Unlock()
-	o.saveEndpoints()
 
 	// The task starts with its names, VIPs and published ports in place.
 	ids := make([]string, len(nets))
@@ -107,6 +117,48 @@ func (o *overlayNet) Attach(ctx context.Context, t *shoalpb.Task, pid int) error
 		return fmt.Errorf("task %s: %w", t.GetId(), err)
 	}
 	o.log.Debug("task attached", "task", t.GetId(), "pid", pid, "networks", ids, "took", time.Since(start))
+	return nil
+}
+
+// Publish implements docker.Network.
+func (o *overlayNet) Publish(ctx context.Context, t *shoalpb.Task) error {
+	o.mu.Lock()
+	ot := o.tasks[t.GetId()]
+	pending := ot != nil && len(ot.unpublished) > 0
+	o.mu.Unlock()
+	if !pending {
+		return nil
+	}
+	o.op.Lock()
+	defer o.op.Unlock()
+	o.mu.Lock()
+	eps := ot.unpublished
+	o.mu.Unlock()
+	if len(eps) == 0 {
+		// Withdrawn meanwhile: the task is stopping.
+		return nil
+	}
+	if err := o.publishLocked(ot, eps); err != nil {
+		return fmt.Errorf("task %s: %w", t.GetId(), err)
+	}
+	o.poke()
+	o.log.Debug("task healthy: endpoints published", "task", t.GetId())
+	return nil
+}
+
+// publishLocked publishes a task's endpoints and records them. Callers
+// hold op.
+func (o *overlayNet) publishLocked(ot *ovTask, eps []netdb.Endpoint) error {
+	for _, e := range eps {
+		if err := o.db.Publish(e); err != nil {
+			return err
+		}
+	}
+	o.mu.Lock()
+	ot.eps = eps
+	ot.unpublished = nil
+	o.mu.Unlock()
+	o.saveEndpoints()
 	return nil
 }
 
@@ -219,6 +271,7 @@ func (o *overlayNet) withdrawLocked(taskID string) {
 			eps = append(eps, e.NetworkID)
 		}
 		ot.eps = nil
+		ot.unpublished = nil
 		ot.hostPorts = nil
 		o.dirtyPorts = true
 	}

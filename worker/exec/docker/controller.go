@@ -144,7 +144,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	if c.sandbox != nil && (info.State.Status == container.StateCreated || info.State.Running) {
 		// Networks are attached before the task starts, and again when
 		// a restarted daemon adopts a running task.
-		if err := c.startSandbox(ctx); err != nil {
+		if err := c.startSandbox(ctx, !hasHealthcheck(info)); err != nil {
 			return err
 		}
 	}
@@ -341,6 +341,13 @@ func (c *Controller) Health(ctx context.Context) (exec.HealthState, error) {
 	return healthOf(info), nil
 }
 
+// hasHealthcheck reports whether the container runs a health check: its
+// own or its image's (the engine merges the two when it creates it).
+func hasHealthcheck(info container.InspectResponse) bool {
+	h := info.Config.Healthcheck
+	return h != nil && len(h.Test) > 0 && h.Test[0] != "NONE"
+}
+
 func healthOf(info container.InspectResponse) exec.HealthState {
 	h := info.State.Health
 	if h == nil {
@@ -358,8 +365,19 @@ func healthOf(info container.InspectResponse) exec.HealthState {
 }
 
 // WaitHealth blocks until the container's health check decides. It fails if
-// the container stops before.
+// the container stops before. Once the container is healthy, the task's
+// endpoints on overlay networks are published.
 func (c *Controller) WaitHealth(ctx context.Context) (exec.HealthState, error) {
+	s, err := c.waitHealth(ctx)
+	if err == nil && s != exec.HealthUnhealthy && s != exec.HealthStarting && c.sandbox != nil {
+		if err := c.e.Network.Publish(ctx, c.task); err != nil {
+			return s, fmt.Errorf("publishing the endpoints of task %q: %w", c.taskID, err)
+		}
+	}
+	return s, err
+}
+
+func (c *Controller) waitHealth(ctx context.Context) (exec.HealthState, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	msgs, errs := c.e.api.Events(ctx, c.eventOptions(events.ActionHealthStatus, events.ActionDie, events.ActionDestroy))

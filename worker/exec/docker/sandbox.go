@@ -27,8 +27,15 @@ import (
 type Network interface {
 	// Attach plumbs t's network attachments into the network namespace
 	// of process pid (the sandbox's) and serves its DNS. It is called
-	// again after a daemon restart, so it must be idempotent.
-	Attach(ctx context.Context, t *shoalpb.Task, pid int) error
+	// again after a daemon restart, so it must be idempotent. With publish
+	// false, t's endpoints (its place behind its services' VIPs, names
+	// and published ports) are not published yet — its container has a
+	// health check — and endpoints it had published before stay.
+	Attach(ctx context.Context, t *shoalpb.Task, pid int, publish bool) error
+	// Publish publishes the endpoints of a task attached without them,
+	// once its health check passed; it does nothing when they are
+	// published already or were withdrawn since.
+	Publish(ctx context.Context, t *shoalpb.Task) error
 	// Detach undoes Attach; it is called before the sandbox goes, and
 	// must succeed when there is nothing to undo.
 	Detach(ctx context.Context, t *shoalpb.Task) error
@@ -185,8 +192,10 @@ func (c *Controller) inspectSandbox(ctx context.Context) (container.InspectRespo
 }
 
 // startSandbox starts the sandbox if it does not run, and attaches the
-// task's networks to it (again, after a daemon restart).
-func (c *Controller) startSandbox(ctx context.Context) error {
+// task's networks to it (again, after a daemon restart). As docker does,
+// a task whose container has a health check joins its services' VIPs,
+// names and published ports only once the check passes (WaitHealth).
+func (c *Controller) startSandbox(ctx context.Context, publish bool) error {
 	info, err := c.inspectSandbox(ctx)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
@@ -205,7 +214,7 @@ func (c *Controller) startSandbox(ctx context.Context) error {
 			return fmt.Errorf("sandbox container %s of task %q stopped right after it started (exit code %d)", c.sandbox.name, c.taskID, info.State.ExitCode)
 		}
 	}
-	if err := c.e.Network.Attach(ctx, c.task, info.State.Pid); err != nil {
+	if err := c.e.Network.Attach(ctx, c.task, info.State.Pid, publish); err != nil {
 		return fmt.Errorf("attaching task %q to its networks: %w", c.taskID, err)
 	}
 	return nil

@@ -25,16 +25,42 @@ type fakeNetwork struct {
 	attach   []int // pids
 	detach   int
 	onAttach func(pid int)
+	// published: whether the task's endpoints are published, by Attach
+	// or Publish; onPublish runs when either first publishes them.
+	published bool
+	onPublish func()
 }
 
-func (n *fakeNetwork) Attach(_ context.Context, _ *shoalpb.Task, pid int) error {
+func (n *fakeNetwork) Attach(_ context.Context, _ *shoalpb.Task, pid int, publish bool) error {
 	if n.onAttach != nil {
 		n.onAttach(pid)
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.attach = append(n.attach, pid)
+	was := n.published
+	n.published = n.published || publish
+	n.mu.Unlock()
+	if publish && !was && n.onPublish != nil {
+		n.onPublish()
+	}
 	return nil
+}
+
+func (n *fakeNetwork) Publish(context.Context, *shoalpb.Task) error {
+	n.mu.Lock()
+	was := n.published
+	n.published = true
+	n.mu.Unlock()
+	if !was && n.onPublish != nil {
+		n.onPublish()
+	}
+	return nil
+}
+
+func (n *fakeNetwork) isPublished() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.published
 }
 
 func (n *fakeNetwork) Detach(context.Context, *shoalpb.Task) error {
@@ -101,6 +127,9 @@ func TestOverlayTaskRunsInItsSandbox(t *testing.T) {
 	if len(net.attach) != 1 {
 		t.Fatalf("%d attaches, want 1", len(net.attach))
 	}
+	if !net.isPublished() {
+		t.Fatal("a task without a health check runs with its endpoints unpublished")
+	}
 
 	// A restarted daemon's controller attaches the running task again.
 	net.onAttach = nil
@@ -126,6 +155,44 @@ func TestOverlayTaskRunsInItsSandbox(t *testing.T) {
 	}
 	if net.detach != 1 {
 		t.Fatalf("%d detaches, want 1", net.detach)
+	}
+}
+
+// A task with a health check joins its services' VIPs and names only once
+// the check passes: attached without its endpoints, published when
+// healthy, before it is reported RUNNING.
+func TestOverlayTaskPublishedOnceHealthy(t *testing.T) {
+	e := newExecutor(t)
+	ctx := testCtx(t)
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.11\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	net := &fakeNetwork{t: t, resolv: resolv}
+	e.Network = net
+	const pause = 700 * time.Millisecond
+	tk := healthTask("pause:"+pause.String(), "touch:/ready", "wait:TERM")
+	tk.Spec.Container.Healthcheck.StartPeriodNs = int64(20 * time.Second)
+	tk.Networks = []*shoalpb.NetworkAttachment{{NetworkId: "n1", Vni: 4097, Addresses: []string{"198.19.0.6/24"}}}
+	c := controller(t, e, tk)
+	net.onPublish = func() {
+		if h, err := c.Health(ctx); err != nil || h != exec.HealthHealthy {
+			t.Errorf("endpoints published with the container's health %q (%v)", h, err)
+		}
+	}
+	doUntil(t, ctx, tk, c, shoalpb.TaskState_TASK_STATE_STARTING)
+	if net.isPublished() {
+		t.Fatal("endpoints published before the task started")
+	}
+	st := doUntil(t, ctx, tk, c, shoalpb.TaskState_TASK_STATE_RUNNING)
+	if st.State != shoalpb.TaskState_TASK_STATE_RUNNING {
+		t.Fatalf("status %v, want RUNNING", st)
+	}
+	if len(net.attach) != 1 || !net.isPublished() {
+		t.Fatalf("RUNNING after %d attaches, published %v; want 1 attach and the endpoints published", len(net.attach), net.isPublished())
+	}
+	if err := c.Remove(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
