@@ -332,7 +332,28 @@ services:
         condition: service_completed_successfully
 `)
 		stackCLI(t, m, "deploy", "-c", f, "order")
+		// db is healthy 3 s after its container starts at the earliest:
+		// until then app is held back, and says so.
+		appLine := func() string {
+			out := m.MustCLI(t, "stack", "services", "--format", "{{.Name}} {{.Replicas}}", "order")
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "order_app ") {
+					return l
+				}
+			}
+			t.Fatalf("stack services lists no order_app:\n%s", out)
+			return ""
+		}
+		if l := appLine(); !strings.HasPrefix(l, "order_app 0/1 (waiting for ") || !strings.Contains(l, "order_db to be healthy") {
+			t.Errorf("stack services while app is held back: %q, want 0/1 (waiting for … order_db to be healthy …)", l)
+		}
+		if out := m.MustCLI(t, "service", "inspect", "--pretty", "order_app"); !strings.Contains(out, "Held Back:") || !strings.Contains(out, "order_db to be healthy") {
+			t.Errorf("service inspect --pretty while app is held back has no Held Back line naming order_db:\n%s", out)
+		}
 		c.waitTasks(t, m, "order_app", 90*time.Second, wantRunning(1))
+		if l := appLine(); l != "order_app 1/1" {
+			t.Errorf("stack services once app runs: %q, want %q", l, "order_app 1/1")
+		}
 		svcs := serviceNames(t, cc)
 		appTasks := listTasksOf(t, cc, svcs["order_app"].GetId())
 		first := appTasks[0]
