@@ -95,6 +95,110 @@ func (m *Manager) EnsureIngress(ctx context.Context, n Network, addr netip.Prefi
 
 const ingressAlias = "shoal ingress"
 
+// RemoveIngress undoes EnsureIngress: the node's endpoint on the ingress
+// network goes (IngressLink and its sandbox end, and with them the
+// endpoint's address, its connected route and neighbours), the mesh table
+// is rewritten without its ingress rules and ingress-mode ports (their
+// reservations close; host-mode ports stay), and the node's conntrack
+// entries of flows into or out of the ingress subnet are deleted. The
+// network's sandbox stays, as after EnsureNetwork, since tasks may still
+// be attached to it: RemoveNetwork removes it. EnsureIngress may then put
+// the node on another network. Idempotent; it also removes an
+// IngressLink a previous Manager left. A mesh table a previous Manager
+// left is only replaced by the first SetPublishedPorts, as always.
+func (m *Manager) RemoveIngress(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	var subnets []netip.Prefix
+	var sb *sandbox
+	if m.ingress != nil {
+		if n := m.networks[m.ingress.network]; n != nil {
+			subnets = append(subnets, n.Subnet)
+			sb = m.sandboxes[n.VNI]
+		}
+	}
+	// The link's own subnets: those of an endpoint a previous Manager
+	// made are not known otherwise.
+	if l, err := m.node.LinkByName(m.cfg.IngressLink); err == nil {
+		addrs, err := m.node.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return fmt.Errorf("overlay: ingress: list addresses of %s: %w", m.cfg.IngressLink, err)
+		}
+		for _, a := range addrs {
+			if p, ok := ipv4Prefix(a.IPNet); ok && !slices.Contains(subnets, p.Masked()) {
+				subnets = append(subnets, p.Masked())
+			}
+		}
+	}
+	had := m.ingress != nil
+	m.ingress = nil
+
+	var errs []error
+	// The mesh table first, so no new flow is sent towards the network.
+	var kept []PublishedPort
+	for _, p := range m.published {
+		if p.Mode == PublishHost {
+			kept = append(kept, p)
+		}
+	}
+	if m.publishedSet && (had || len(kept) != len(m.published)) {
+		targets := m.resolvePublished(kept, nil)
+		if err := m.writeMeshTable(targets); err != nil {
+			errs = append(errs, fmt.Errorf("overlay: routing mesh: %w", err))
+		} else {
+			keep := map[portKey]bool{}
+			for _, t := range targets {
+				keep[t.key] = true
+			}
+			for k := range m.meshFlows {
+				if !keep[k] {
+					delete(m.meshFlows, k)
+				}
+			}
+			for k, r := range m.reserved {
+				if !keep[k] {
+					r.Close()
+					delete(m.reserved, k)
+				}
+			}
+			m.published = kept
+		}
+	}
+	errs = append(errs, m.deleteIngressLink())
+	if sb != nil && sb.h != nil {
+		if l, err := sb.h.LinkByName(ingressSandboxEnd); err == nil {
+			if err := sb.h.LinkDel(l); err != nil && !isNotFound(err) {
+				errs = append(errs, fmt.Errorf("overlay: ingress: delete %s: %w", ingressSandboxEnd, err))
+			}
+		}
+	}
+	// Last: the link is gone, so no packet recreates an entry.
+	errs = append(errs, m.flushNodeConntrack(subnets))
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if had || len(subnets) > 0 {
+		m.log.Info("removed the ingress endpoint", "subnets", subnets)
+	}
+	return nil
+}
+
+// ipv4Prefix converts an IPv4 net.IPNet.
+func ipv4Prefix(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	ip, ok := netip.AddrFromSlice(n.IP.To4())
+	ones, bits := n.Mask.Size()
+	if !ok || bits != 32 {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(ip, ones), true
+}
+
 func (m *Manager) deleteIngressLink() error {
 	l, err := m.node.LinkByName(m.cfg.IngressLink)
 	if err != nil {
