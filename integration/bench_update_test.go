@@ -261,7 +261,7 @@ func (tl *timeline) phases(version uint64, startFirst bool) string {
 	sort.Slice(made, func(i, j int) bool { return made[i].Before(made[j]) })
 	for _, r := range ran {
 		for _, c := range made {
-			if c.After(r) {
+			if !c.Before(r) { // seen in the same poll counts
 				turn = append(turn, c.Sub(r))
 				break
 			}
