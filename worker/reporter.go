@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/shoal-project/shoal/internal/pace"
 	"github.com/shoal-project/shoal/proto/shoalpb"
 )
 
@@ -22,12 +23,6 @@ const (
 	reportInterval = 100 * time.Millisecond
 	reportGather   = 5 * time.Millisecond
 )
-
-// reportDelay is how long a report queued at now waits when the last call
-// ended at last.
-func reportDelay(last, now time.Time) time.Duration {
-	return max(reportGather, reportInterval-now.Sub(last))
-}
 
 // maxReportBatch bounds the reports in one call.
 const maxReportBatch = 500
@@ -93,7 +88,7 @@ func (r *Reporter) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(reportDelay(last, time.Now())):
+		case <-time.After(pace.Wait(reportInterval, reportGather, last, time.Now())):
 		}
 		for r.Pending() > 0 && ctx.Err() == nil {
 			if err := r.flush(ctx); err != nil {

@@ -98,6 +98,9 @@ var rules = []struct {
 	{"internal/compose", "node", "compose files are converted by the CLI, apart from the cluster", false},
 	{"internal/compose", "worker", "compose files are converted by the CLI, apart from the cluster", false},
 	{"internal/compose", "google.golang.org/grpc", "compose conversion makes no calls", true},
+	{"internal/pace", "manager", "the batching rule is shared by every role", false},
+	{"internal/pace", "worker", "the batching rule is shared by every role", false},
+	{"internal/pace", "node", "the batching rule is shared by every role", false},
 }
 
 func full(p string) string {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/shoal-project/shoal/internal/pace"
 	"github.com/shoal-project/shoal/manager/store"
 )
 
@@ -29,13 +30,6 @@ type Reconciler interface {
 // together, short enough not to delay a lone change (a task that stopped
 // and is waited for by a rolling update).
 const batchGather = 5 * time.Millisecond
-
-// batchWait is how long to coalesce events arriving at now when the last
-// pass ended at last: passes are at least delay apart, and events wait at
-// least the gathering time (or delay, when that is shorter).
-func batchWait(delay time.Duration, last, now time.Time) time.Duration {
-	return max(min(batchGather, delay), delay-now.Sub(last))
-}
 
 // Run drives r until ctx ends: a full pass first (this manager just became
 // leader), then a pass per batch of events, at most one per cfg.BatchDelay.
@@ -97,7 +91,8 @@ func watch(ctx context.Context, cfg Config, log *slog.Logger, r Reconciler, even
 				r.Observe(ev)
 			}
 			if batchC == nil && (full || r.Pending()) {
-				batchC = time.After(batchWait(cfg.BatchDelay, lastPass, time.Now()))
+				// Passes are at least BatchDelay apart.
+				batchC = time.After(pace.Wait(cfg.BatchDelay, batchGather, lastPass, time.Now()))
 			}
 		case <-batchC:
 			batchC, run = nil, true
