@@ -178,6 +178,15 @@ type overlayNet struct {
 	upstreams   dns.ResolvConf
 	resolvStamp string
 	lastCfgErr  string
+
+	// ingressNet is the ingress network the node is set up on (its
+	// sandbox, its endpoint once it has an address): what to take down
+	// when the swarm's ingress network is removed or replaced.
+	ingressNet string
+	// ingressRetry says the last change of the routing mesh failed: the
+	// next heartbeat applies its configuration again even if unchanged.
+	ingressRetry   bool
+	lastIngressErr string
 }
 
 // newOverlay prepares the overlay subsystem of node nodeID, advertised at
@@ -305,7 +314,7 @@ func (o *overlayNet) onHeartbeat(pb *shoalpb.OverlayConfig) {
 		return
 	}
 	o.lastCfgErr = ""
-	if cfg.equal(o.cfg) || cfg.equal(o.pendingCfg) {
+	if (cfg.equal(o.cfg) && !o.ingressRetry) || cfg.equal(o.pendingCfg) {
 		o.mu.Unlock()
 		return
 	}
@@ -367,9 +376,22 @@ func (o *overlayNet) apply(cfg *overlayConfig, restoring bool) error {
 			o.log.Warn("the cluster's data path port changed; restart the daemon to use it", "was", old.DataPathPort, "now", cfg.DataPathPort)
 		}
 	}
-	if err := o.applyIngress(cfg.Ingress); err != nil {
+	err := o.applyIngress(cfg.Ingress)
+	o.mu.Lock()
+	o.ingressRetry = err != nil
+	logIt := err != nil && err.Error() != o.lastIngressErr
+	if err != nil {
+		o.lastIngressErr = err.Error()
+	} else {
+		o.lastIngressErr = ""
+	}
+	o.mu.Unlock()
+	if logIt {
+		// Said once per distinct problem; retried with every heartbeat.
 		o.log.Warn("routing mesh", "err", err)
 	}
+	// Saved whatever became of the routing mesh: a restarted daemon sets
+	// up this configuration's ingress network, or none.
 	if err := o.saveConfig(cfg); err != nil {
 		o.log.Warn("save the overlay configuration", "err", err)
 	}
@@ -400,6 +422,13 @@ func (o *overlayNet) start(cfg *overlayConfig, restoring bool) error {
 	if err := mgr.Reconcile(o.ctx, desired); err != nil {
 		o.log.Warn("removing what departed tasks left", "err", err)
 	}
+	if cfg.Ingress == nil || !cfg.Ingress.Addr.IsValid() {
+		// An endpoint a previous run left on an ingress network that has
+		// gone since (its sandbox may be kept for a task still on it).
+		if err := mgr.RemoveIngress(o.ctx); err != nil {
+			o.log.Warn("remove the endpoint of a former ingress network", "err", err)
+		}
+	}
 	if restoring {
 		// Before the tasks are re-adopted: no task of this run has its
 		// file yet.
@@ -416,6 +445,7 @@ func (o *overlayNet) start(cfg *overlayConfig, restoring bool) error {
 	sub, snap := o.db.Subscribe("")
 	o.mu.Lock()
 	o.mgr, o.cfg = mgr, cfg
+	o.ingressNet = cfg.ingressID() // Reconcile ensured its sandbox
 	if restoring {
 		// Before the sync loop's first pass.
 		o.holdForRestore(time.Now())
@@ -495,20 +525,39 @@ func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(ip, bits), true
 }
 
-// applyIngress gives the node its endpoint on the ingress network and
-// publishes it, so other nodes reach it. Callers hold op.
+// applyIngress makes the node's routing-mesh endpoint match ing. When the
+// swarm's ingress network has gone (ing is nil) or is another one, the
+// node first leaves the former one (removeIngress); then it gets its
+// endpoint on ing's network and publishes it, so other nodes reach it.
+// Callers hold op.
 func (o *overlayNet) applyIngress(ing *ingressConfig) error {
 	o.mu.Lock()
-	mgr, cur := o.mgr, o.ingress
+	mgr, cur, was := o.mgr, o.ingress, o.ingressNet
 	o.mu.Unlock()
-	if ing == nil || !ing.Addr.IsValid() || mgr == nil {
+	if mgr == nil {
+		return nil
+	}
+	want := ""
+	if ing != nil {
+		want = ing.Network.ID
+	}
+	if was != "" && was != want {
+		if err := o.removeIngress(mgr, was); err != nil {
+			return fmt.Errorf("leave the former ingress network %s: %w", was, err)
+		}
+		cur = nil
+	}
+	if ing == nil {
+		return nil
+	}
+	o.mu.Lock()
+	o.ingressNet = ing.Network.ID
+	o.mu.Unlock()
+	if !ing.Addr.IsValid() {
 		return nil
 	}
 	if cur != nil && *cur == *ing {
 		return nil
-	}
-	if cur != nil && cur.Network.ID != ing.Network.ID {
-		return fmt.Errorf("the ingress network changed from %s to %s; restart the daemon to move the routing mesh", cur.Network.ID, ing.Network.ID)
 	}
 	if err := mgr.EnsureIngress(o.ctx, ing.Network, ing.Addr); err != nil {
 		return err
@@ -534,6 +583,44 @@ func (o *overlayNet) applyIngress(ing *ingressConfig) error {
 	o.mu.Unlock()
 	o.poke()
 	o.log.Info("routing mesh endpoint up", "network", ing.Network.ID, "addr", ing.Addr)
+	return nil
+}
+
+// removeIngress takes the node off a network that is no longer the
+// swarm's ingress network: its endpoint is withdrawn from the endpoint
+// table and taken down with the mesh's state for it (overlay's
+// RemoveIngress), and the node leaves the network and removes its sandbox
+// unless local tasks are still on it (the last of them does that then, as
+// on any network). Idempotent. Callers hold op.
+func (o *overlayNet) removeIngress(mgr *overlay.Manager, id string) error {
+	o.mu.Lock()
+	// First, so that the sync loop programs no more routing-mesh ports.
+	o.ingress = nil
+	o.dirtyPorts = true
+	o.dirtyNets[id] = true
+	inUse := o.refs[id] > 0
+	o.mu.Unlock()
+	if err := o.db.Withdraw(id, nodeEndpointID(o.nodeID)); err != nil {
+		return fmt.Errorf("withdraw this node's endpoint: %w", err)
+	}
+	if err := mgr.RemoveIngress(o.ctx); err != nil {
+		return err
+	}
+	if !inUse {
+		if err := o.db.LeaveNetwork(id); err != nil {
+			return err
+		}
+		if err := mgr.RemoveNetwork(o.ctx, id); err != nil {
+			// A task this run has not re-adopted yet is still attached:
+			// its release removes the sandbox.
+			o.log.Warn("remove the sandbox of the former ingress network", "network", id, "err", err)
+		}
+	}
+	o.mu.Lock()
+	o.ingressNet = ""
+	o.mu.Unlock()
+	o.poke()
+	o.log.Info("routing mesh endpoint removed: the network is no longer the swarm's ingress network", "network", id, "tasks_still_on_it", inUse)
 	return nil
 }
 

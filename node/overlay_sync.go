@@ -175,7 +175,12 @@ func (o *overlayNet) flush(dnsIDs map[string]map[string]bool) time.Time {
 	waiters := o.waiters
 	o.waiters = nil
 	ingressID := o.cfg.ingressID()
-	ingressUp := o.ingress != nil
+	// The routing mesh's ports come from the network the node's endpoint
+	// is on, which lags behind the configuration while it changes.
+	meshID := ""
+	if o.ingress != nil {
+		meshID = o.ingress.Network.ID
+	}
 	members := o.members
 	o.mu.Unlock()
 	defer func() {
@@ -228,7 +233,7 @@ func (o *overlayNet) flush(dnsIDs map[string]map[string]bool) time.Time {
 		}
 	}
 	if ports {
-		if err := mgr.SetPublishedPorts(ctx, o.publishedPorts(ingressID, ingressUp)); err != nil {
+		if err := mgr.SetPublishedPorts(ctx, o.publishedPorts(meshID, meshID != "")); err != nil {
 			o.log.Warn("program the published ports", "err", err)
 			failed = true
 			o.mu.Lock()
