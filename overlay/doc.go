@@ -55,7 +55,10 @@
 //  3. m.EnsureIngress(ctx, ingressNetwork, nodeIngressAddr) once the node
 //     has its ingress address, and publish that address as a peer record
 //     (this node's data-path address as VTEP) in the ingress network's
-//     endpoint table.
+//     endpoint table. When the ingress network is removed or replaced:
+//     withdraw that record, m.RemoveIngress(ctx), and m.RemoveNetwork for
+//     the old network once no local task uses it; then EnsureIngress with
+//     the new one.
 //  4. Per task that uses overlay networks, after its container is created
 //     (it needs the container's PID or netns path) and before it starts
 //     its process: m.EnsureNetwork(ctx, n) for each of its networks, then
