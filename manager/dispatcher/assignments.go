@@ -67,27 +67,17 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 		known bool
 		tasks []*shoalpb.Task
 	)
-	// Only changes of tasks that are or were on this node matter.
-	mine := func(ev store.Event) bool {
-		t, ok := ev.Object.(*shoalpb.Task)
-		if !ok {
-			return false
-		}
-		if t.NodeId == who.NodeID {
-			return true
-		}
-		old, _ := ev.Old.(*shoalpb.Task)
-		return old != nil && old.NodeId == who.NodeID
-	}
-	events, cancel := d.Store.ViewAndWatchFiltered(func(tx store.ReadTx) {
+	// Only changes of tasks that are or were on this node matter: the
+	// store routes them to this node's watch alone.
+	watch := d.Store.ViewAndWatchNodeTasks(who.NodeID, func(tx store.ReadTx) {
 		known = tx.Node(who.NodeID) != nil
 		for _, t := range tx.TasksByNode(who.NodeID) {
 			if assigned(t, who.NodeID) {
 				tasks = append(tasks, t)
 			}
 		}
-	}, mine)
-	defer cancel()
+	})
+	defer watch.Cancel()
 	if !known {
 		return status.Errorf(codes.NotFound, "node %s is not part of the swarm; it may have been removed", who.NodeID)
 	}
@@ -120,30 +110,33 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 		select {
 		case <-stream.Context().Done():
 			return nil
-		case ev, ok := <-events:
+		case <-watch.Ready():
+			events, ok := watch.Take()
 			if !ok {
 				return status.Error(codes.Unavailable, "the assignment stream fell behind the store; reconnect")
 			}
-			if ev.Kind == store.EventRestore {
-				return status.Error(codes.Unavailable, "the store was restored from a snapshot; reconnect")
-			}
-			t, ok := ev.Object.(*shoalpb.Task)
-			if !ok {
-				continue
-			}
-			switch {
-			case ev.Kind != store.EventRemove && assigned(t, who.NodeID):
-				if old, _ := ev.Old.(*shoalpb.Task); sent[t.Id] && old != nil && assigned(old, who.NodeID) && sameAssignment(old, t) {
-					// Only what the node itself reported (or the meta)
-					// changed: echoing it back would make every status
-					// report cost the node a round of work.
+			for _, ev := range events {
+				if ev.Kind == store.EventRestore {
+					return status.Error(codes.Unavailable, "the store was restored from a snapshot; reconnect")
+				}
+				t, ok := ev.Object.(*shoalpb.Task)
+				if !ok {
 					continue
 				}
-				updates[t.Id] = t
-				delete(removals, t.Id)
-			case sent[t.Id]:
-				removals[t.Id] = true
-				delete(updates, t.Id)
+				switch {
+				case ev.Kind != store.EventRemove && assigned(t, who.NodeID):
+					if old, _ := ev.Old.(*shoalpb.Task); sent[t.Id] && old != nil && assigned(old, who.NodeID) && sameAssignment(old, t) {
+						// Only what the node itself reported (or the meta)
+						// changed: echoing it back would make every status
+						// report cost the node a round of work.
+						continue
+					}
+					updates[t.Id] = t
+					delete(removals, t.Id)
+				case sent[t.Id]:
+					removals[t.Id] = true
+					delete(updates, t.Id)
+				}
 			}
 		case <-flushC:
 			flushC, flushT = nil, nil

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/shoal-project/shoal/proto/shoalpb"
 )
@@ -192,23 +195,182 @@ func TestSnapshotRestoreAndWatch(t *testing.T) {
 	}
 }
 
-func TestWatchFiltered(t *testing.T) {
+func taskOnNode(kind shoalpb.ActionKind, id, node string) *shoalpb.StoreAction {
+	return taskAction(kind, &shoalpb.Task{Id: id, ServiceId: "svc", NodeId: node})
+}
+
+// taken waits for the watch to be ready and returns what it holds (nil
+// when it ended), or fails after a second.
+func taken(t *testing.T, w *NodeTaskWatch) ([]Event, bool) {
+	t.Helper()
+	select {
+	case <-w.Ready():
+		return w.Take()
+	case <-time.After(time.Second):
+		t.Fatal("node task watch not ready")
+		return nil, false
+	}
+}
+
+// idle checks that the watch has nothing waiting.
+func idle(t *testing.T, w *NodeTaskWatch, name string) {
+	t.Helper()
+	select {
+	case <-w.Ready():
+		evs, ok := w.Take()
+		if !ok || len(evs) > 0 {
+			t.Fatalf("%s: unexpected events %v (open %v)", name, evs, ok)
+		}
+	default:
+	}
+}
+
+func taskIDs(evs []Event) []string {
+	var ids []string
+	for _, ev := range evs {
+		ids = append(ids, ev.Object.(*shoalpb.Task).Id)
+	}
+	return ids
+}
+
+func TestWatchNodeTasksRoutesByNode(t *testing.T) {
 	s := New()
 	p := &LocalProposer{Store: s}
-	ch, cancel := s.WatchFiltered(func(ev Event) bool {
-		n, ok := ev.Object.(*shoalpb.Node)
-		return ok && n.Id == "keep"
-	})
-	defer cancel()
-	mustPropose(t, p, nodeAction(shoalpb.ActionKind_ACTION_KIND_CREATE, &shoalpb.Node{Id: "drop"}))
-	mustPropose(t, p, nodeAction(shoalpb.ActionKind_ACTION_KIND_CREATE, &shoalpb.Node{Id: "keep"}))
-	ev := <-ch
-	if n := ev.Object.(*shoalpb.Node); n.Id != "keep" {
-		t.Fatalf("filtered watch delivered node %s", n.Id)
+	w1, w1b, w2, w3 := s.WatchNodeTasks("n1"), s.WatchNodeTasks("n1"), s.WatchNodeTasks("n2"), s.WatchNodeTasks("n3")
+	all, cancelAll := s.Watch()
+	defer cancelAll()
+	for _, w := range []*NodeTaskWatch{w1, w1b, w2, w3} {
+		defer w.Cancel()
 	}
-	select {
-	case ev := <-ch:
-		t.Fatalf("unexpected event %+v", ev)
-	default:
+
+	// One command: tasks on n1 and n2, one on no node, and a node.
+	mustPropose(t, p,
+		taskOnNode(shoalpb.ActionKind_ACTION_KIND_CREATE, "a", "n1"),
+		taskOnNode(shoalpb.ActionKind_ACTION_KIND_CREATE, "b", "n2"),
+		taskOnNode(shoalpb.ActionKind_ACTION_KIND_CREATE, "c", ""),
+		taskOnNode(shoalpb.ActionKind_ACTION_KIND_CREATE, "d", "n1"),
+		nodeAction(shoalpb.ActionKind_ACTION_KIND_CREATE, &shoalpb.Node{Id: "n1"}),
+	)
+	for _, w := range []*NodeTaskWatch{w1, w1b} {
+		evs, ok := taken(t, w)
+		if !ok || !slices.Equal(taskIDs(evs), []string{"a", "d"}) || evs[0].Index != 1 {
+			t.Fatalf("n1 watch got %v (open %v), want a and d at index 1", taskIDs(evs), ok)
+		}
+	}
+	if evs, _ := taken(t, w2); !slices.Equal(taskIDs(evs), []string{"b"}) {
+		t.Fatalf("n2 watch got %v, want b", taskIDs(evs))
+	}
+	idle(t, w3, "n3")
+	if n := len(all); n != 5 {
+		t.Fatalf("watcher of everything got %d events, want 5", n)
+	}
+
+	// A task moving from n1 to n2 reaches both; its removal reaches n2.
+	s.View(func(tx ReadTx) {
+		moved := clone(tx.Task("a"))
+		moved.NodeId = "n2"
+		mustPropose(t, p, &shoalpb.StoreAction{Kind: shoalpb.ActionKind_ACTION_KIND_UPDATE, Target: &shoalpb.StoreAction_Task{Task: moved}})
+	})
+	for name, w := range map[string]*NodeTaskWatch{"n1": w1, "n2": w2} {
+		if evs, _ := taken(t, w); !slices.Equal(taskIDs(evs), []string{"a"}) || evs[0].Kind != EventUpdate {
+			t.Fatalf("%s watch got %v after the move, want an update of a", name, taskIDs(evs))
+		}
+	}
+	mustPropose(t, p, taskOnNode(shoalpb.ActionKind_ACTION_KIND_REMOVE, "a", ""))
+	if evs, _ := taken(t, w2); !slices.Equal(taskIDs(evs), []string{"a"}) || evs[0].Kind != EventRemove {
+		t.Fatalf("n2 watch got %v after the removal, want the removal of a", taskIDs(evs))
+	}
+	idle(t, w1, "n1 after the removal")
+	idle(t, w3, "n3 after the removal")
+
+	// A cancelled watch ends and gets nothing more; the other on its node
+	// still does.
+	w1b.Cancel()
+	for range w1b.Ready() {
+		// A wake-up from before the cancel may still be buffered; the
+		// loop ends because Ready is closed.
+	}
+	if _, ok := w1b.Take(); ok {
+		t.Fatal("cancelled watch still open")
+	}
+	mustPropose(t, p, taskOnNode(shoalpb.ActionKind_ACTION_KIND_CREATE, "e", "n1"))
+	if evs, _ := taken(t, w1); !slices.Equal(taskIDs(evs), []string{"e"}) {
+		t.Fatalf("n1 watch got %v, want e", taskIDs(evs))
+	}
+
+	// A restore reaches every node's watch.
+	write, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for name, w := range map[string]*NodeTaskWatch{"n1": w1, "n2": w2, "n3": w3} {
+		if evs, _ := taken(t, w); len(evs) != 1 || evs[0].Kind != EventRestore {
+			t.Fatalf("%s watch got %+v after a restore, want one restore", name, evs)
+		}
+	}
+}
+
+func TestWatchNodeTasksEndsWhenBehind(t *testing.T) {
+	s := New()
+	p := &LocalProposer{Store: s}
+	slow := s.WatchNodeTasks("n1")
+	defer slow.Cancel()
+	busy := s.WatchNodeTasks("n2")
+	defer busy.Cancel()
+	// The slow watcher takes nothing while more than watchBuffer of its
+	// node's changes are committed; a watcher of another node keeps up.
+	var actions []*shoalpb.StoreAction
+	for i := 0; i <= watchBuffer; i++ {
+		actions = append(actions, taskOnNode(shoalpb.ActionKind_ACTION_KIND_CREATE, fmt.Sprintf("t%d", i), "n1"))
+	}
+	mustPropose(t, p, actions...)
+	mustPropose(t, p, taskOnNode(shoalpb.ActionKind_ACTION_KIND_CREATE, "other", "n2"))
+	deadline := time.After(time.Second)
+	for open := true; open; {
+		// The wake-up of its first event may come before the close.
+		select {
+		case _, open = <-slow.Ready():
+		case <-deadline:
+			t.Fatal("watch that fell behind not ended")
+		}
+	}
+	if evs, ok := slow.Take(); ok || len(evs) > 0 {
+		t.Fatalf("watch that fell behind: Take = %d events, open %v", len(evs), ok)
+	}
+	if evs, ok := taken(t, busy); !ok || !slices.Equal(taskIDs(evs), []string{"other"}) {
+		t.Fatalf("watch of n2 got %v (open %v)", taskIDs(evs), ok)
+	}
+	// Watching again works.
+	again := s.WatchNodeTasks("n1")
+	defer again.Cancel()
+	mustPropose(t, p, taskOnNode(shoalpb.ActionKind_ACTION_KIND_CREATE, "late", "n1"))
+	if evs, _ := taken(t, again); !slices.Equal(taskIDs(evs), []string{"late"}) {
+		t.Fatalf("new watch got %v, want late", taskIDs(evs))
+	}
+}
+
+func TestWatchOfEverythingEndsWhenBehind(t *testing.T) {
+	s := New()
+	p := &LocalProposer{Store: s}
+	ch, cancel := s.Watch()
+	defer cancel()
+	var actions []*shoalpb.StoreAction
+	for i := 0; i <= watchBuffer; i++ {
+		actions = append(actions, taskOnNode(shoalpb.ActionKind_ACTION_KIND_CREATE, fmt.Sprintf("t%d", i), ""))
+	}
+	mustPropose(t, p, actions...)
+	n := 0
+	for range ch {
+		n++
+	}
+	if n != watchBuffer {
+		t.Fatalf("watcher got %d events before being closed, want %d", n, watchBuffer)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"sync"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/shoal-project/shoal/proto/shoalpb"
 )
 
 // EventKind says what happened to an object.
@@ -33,17 +35,21 @@ const watchBuffer = 4096
 type subscriber struct {
 	ch     chan Event
 	closed bool
-	// filter, when set, keeps only the events it accepts; it runs while
-	// events are published, so it must be cheap and must not block.
-	filter func(Event) bool
 }
 
+// broadcaster hands every committed change to the watchers. Watchers of
+// everything get each event; a node's task watchers are found by the
+// nodes an event concerns, so the cost of a change does not grow with the
+// number of nodes being watched.
 type broadcaster struct {
-	mu   sync.Mutex
-	subs map[*subscriber]struct{}
+	mu     sync.Mutex
+	subs   map[*subscriber]struct{}
+	byNode map[string]map[*NodeTaskWatch]struct{}
 }
 
-func newBroadcaster() *broadcaster { return &broadcaster{subs: map[*subscriber]struct{}{}} }
+func newBroadcaster() *broadcaster {
+	return &broadcaster{subs: map[*subscriber]struct{}{}, byNode: map[string]map[*NodeTaskWatch]struct{}{}}
+}
 
 func (b *broadcaster) publish(index uint64, events []Event) {
 	if len(events) == 0 {
@@ -54,9 +60,6 @@ func (b *broadcaster) publish(index uint64, events []Event) {
 	for s := range b.subs {
 		for _, ev := range events {
 			ev.Index = index
-			if s.filter != nil && ev.Kind != EventRestore && !s.filter(ev) {
-				continue
-			}
 			select {
 			case s.ch <- ev:
 			default:
@@ -70,6 +73,43 @@ func (b *broadcaster) publish(index uint64, events []Event) {
 			}
 		}
 	}
+	if len(b.byNode) == 0 {
+		return
+	}
+	var woken []*NodeTaskWatch
+	deliver := func(node string, ev Event) {
+		for w := range b.byNode[node] {
+			switch w.push(ev) {
+			case pushedFirst:
+				woken = append(woken, w)
+			case pushOverflow:
+				// Like a watcher of everything that cannot keep up.
+				b.closeNodeLocked(w)
+			}
+		}
+	}
+	for _, ev := range events {
+		ev.Index = index
+		if ev.Kind == EventRestore {
+			for node := range b.byNode {
+				deliver(node, ev)
+			}
+			continue
+		}
+		t, ok := ev.Object.(*shoalpb.Task)
+		if !ok {
+			continue
+		}
+		if t.NodeId != "" {
+			deliver(t.NodeId, ev)
+		}
+		if old, _ := ev.Old.(*shoalpb.Task); old != nil && old.NodeId != "" && old.NodeId != t.NodeId {
+			deliver(old.NodeId, ev)
+		}
+	}
+	for _, w := range woken {
+		w.wake()
+	}
 }
 
 func (b *broadcaster) closeLocked(s *subscriber) {
@@ -80,15 +120,20 @@ func (b *broadcaster) closeLocked(s *subscriber) {
 	}
 }
 
+func (b *broadcaster) closeNodeLocked(w *NodeTaskWatch) {
+	if ws := b.byNode[w.node]; ws != nil {
+		delete(ws, w)
+		if len(ws) == 0 {
+			delete(b.byNode, w.node)
+		}
+	}
+	w.end()
+}
+
 // Watch subscribes to committed changes. The channel is closed when cancel
 // is called or when the watcher falls too far behind.
-func (s *Store) Watch() (<-chan Event, func()) { return s.WatchFiltered(nil) }
-
-// WatchFiltered is Watch keeping only the events filter accepts (restores
-// always pass). Filtering at the source spares watchers that care about a
-// sliver of the changes — a node's assignments — from waking for all.
-func (s *Store) WatchFiltered(filter func(Event) bool) (<-chan Event, func()) {
-	sub := &subscriber{ch: make(chan Event, watchBuffer), filter: filter}
+func (s *Store) Watch() (<-chan Event, func()) {
+	sub := &subscriber{ch: make(chan Event, watchBuffer)}
 	s.events.mu.Lock()
 	s.events.subs[sub] = struct{}{}
 	s.events.mu.Unlock()
@@ -102,13 +147,112 @@ func (s *Store) WatchFiltered(filter func(Event) bool) (<-chan Event, func()) {
 // ViewAndWatch reads the store and subscribes to changes at the same point,
 // so no change is missed or seen twice.
 func (s *Store) ViewAndWatch(fn func(tx ReadTx)) (<-chan Event, func()) {
-	return s.ViewAndWatchFiltered(fn, nil)
-}
-
-// ViewAndWatchFiltered is ViewAndWatch with a filter, as WatchFiltered.
-func (s *Store) ViewAndWatchFiltered(fn func(tx ReadTx), filter func(Event) bool) (<-chan Event, func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.View(fn)
-	return s.WatchFiltered(filter)
+	return s.Watch()
+}
+
+// NodeTaskWatch receives the changes of the tasks of one node: every
+// change of a task whose node, before or after the change, is that node,
+// plus restores. Events wait in a queue that grows only as far as the
+// watcher is behind; a watcher more than watchBuffer events behind is
+// ended, and re-reads the store when it watches again.
+type NodeTaskWatch struct {
+	b     *broadcaster
+	node  string
+	ready chan struct{}
+
+	mu    sync.Mutex
+	queue []Event
+	ended bool // ready is closed
+}
+
+// WatchNodeTasks subscribes to the changes of nodeID's tasks (see
+// NodeTaskWatch). Cancel it when done.
+func (s *Store) WatchNodeTasks(nodeID string) *NodeTaskWatch {
+	w := &NodeTaskWatch{b: s.events, node: nodeID, ready: make(chan struct{}, 1)}
+	s.events.mu.Lock()
+	defer s.events.mu.Unlock()
+	ws := s.events.byNode[nodeID]
+	if ws == nil {
+		ws = map[*NodeTaskWatch]struct{}{}
+		s.events.byNode[nodeID] = ws
+	}
+	ws[w] = struct{}{}
+	return w
+}
+
+// ViewAndWatchNodeTasks reads the store and starts WatchNodeTasks at the
+// same point, so no change is missed or seen twice.
+func (s *Store) ViewAndWatchNodeTasks(nodeID string, fn func(tx ReadTx)) *NodeTaskWatch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.View(fn)
+	return s.WatchNodeTasks(nodeID)
+}
+
+// Ready receives a value when events are waiting to be taken, and is
+// closed once the watch has ended (cancelled, or fallen behind).
+func (w *NodeTaskWatch) Ready() <-chan struct{} { return w.ready }
+
+// Take returns the events waiting, oldest first. ok is false once the
+// watch has ended; then no more events come.
+func (w *NodeTaskWatch) Take() (events []Event, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended {
+		return nil, false
+	}
+	events, w.queue = w.queue, nil
+	return events, true
+}
+
+// Cancel ends the watch.
+func (w *NodeTaskWatch) Cancel() {
+	w.b.mu.Lock()
+	defer w.b.mu.Unlock()
+	w.b.closeNodeLocked(w)
+}
+
+type pushResult int
+
+const (
+	pushed       pushResult = iota // queued behind other events
+	pushedFirst                    // queued first: the watcher must be woken
+	pushOverflow                   // the queue is full: end the watch
+)
+
+func (w *NodeTaskWatch) push(ev Event) pushResult {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) >= watchBuffer {
+		return pushOverflow
+	}
+	w.queue = append(w.queue, ev)
+	if len(w.queue) == 1 {
+		return pushedFirst
+	}
+	return pushed
+}
+
+func (w *NodeTaskWatch) wake() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended {
+		return
+	}
+	select {
+	case w.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (w *NodeTaskWatch) end() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.ended {
+		w.ended, w.queue = true, nil
+		close(w.ready)
+	}
 }
