@@ -38,45 +38,86 @@ func schema() *memdb.DBSchema {
 		tableNode: {
 			Name: tableNode,
 			Indexes: map[string]*memdb.IndexSchema{
-				indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				indexID: {Name: indexID, Unique: true, Indexer: fieldIndex[*shoalpb.Node]{"node ID", (*shoalpb.Node).GetId}},
 			},
 		},
 		tableCluster: {
 			Name: tableCluster,
 			Indexes: map[string]*memdb.IndexSchema{
-				indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				indexID: {Name: indexID, Unique: true, Indexer: fieldIndex[*shoalpb.Cluster]{"cluster ID", (*shoalpb.Cluster).GetId}},
 			},
 		},
 		tableService: {
 			Name: tableService,
 			Indexes: map[string]*memdb.IndexSchema{
-				indexID:   {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				indexID:   {Name: indexID, Unique: true, Indexer: fieldIndex[*shoalpb.Service]{"service ID", (*shoalpb.Service).GetId}},
 				indexName: {Name: indexName, Unique: true, Indexer: serviceNameIndex},
 			},
 		},
 		tableTask: {
 			Name: tableTask,
 			Indexes: map[string]*memdb.IndexSchema{
-				indexID:      {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
-				indexService: {Name: indexService, Indexer: &memdb.StringFieldIndex{Field: "ServiceId"}},
-				indexNode:    {Name: indexNode, AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "NodeId"}},
+				indexID:      {Name: indexID, Unique: true, Indexer: fieldIndex[*shoalpb.Task]{"task ID", (*shoalpb.Task).GetId}},
+				indexService: {Name: indexService, Indexer: fieldIndex[*shoalpb.Task]{"task service", (*shoalpb.Task).GetServiceId}},
+				indexNode:    {Name: indexNode, AllowMissing: true, Indexer: fieldIndex[*shoalpb.Task]{"task node", (*shoalpb.Task).GetNodeId}},
 			},
 		},
 		tableNetwork: {
 			Name: tableNetwork,
 			Indexes: map[string]*memdb.IndexSchema{
-				indexID:   {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				indexID:   {Name: indexID, Unique: true, Indexer: fieldIndex[*shoalpb.Network]{"network ID", (*shoalpb.Network).GetId}},
 				indexName: {Name: indexName, Unique: true, Indexer: networkNameIndex},
 			},
 		},
 		tableStack: {
 			Name: tableStack,
 			Indexes: map[string]*memdb.IndexSchema{
-				indexID:   {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+				indexID:   {Name: indexID, Unique: true, Indexer: fieldIndex[*shoalpb.Stack]{"stack ID", (*shoalpb.Stack).GetId}},
 				indexName: {Name: indexName, Unique: true, Indexer: stackNameIndex},
 			},
 		},
 	}}
+}
+
+// fieldIndex indexes objects of type T by a string field, as memdb's
+// StringFieldIndex does (an empty value is a missing one) but without
+// reflection: every write computes every index of the object twice (new
+// and old value), which made the reflective lookups a visible share of
+// applying a task status report.
+type fieldIndex[T any] struct {
+	what  string
+	field func(T) string
+}
+
+func (ix fieldIndex[T]) FromObject(obj any) (bool, []byte, error) {
+	o, ok := obj.(T)
+	if !ok {
+		return false, nil, fmt.Errorf("%s index: unexpected %T", ix.what, obj)
+	}
+	v := ix.field(o)
+	if v == "" {
+		return false, nil, nil
+	}
+	return true, indexKey(v), nil
+}
+
+func (ix fieldIndex[T]) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("%s index: want one argument, got %d", ix.what, len(args))
+	}
+	v, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("%s index: argument is %T, not a string", ix.what, args[0])
+	}
+	return indexKey(v), nil
+}
+
+// indexKey is a string index value: the string and a NUL terminator, so
+// no key is a prefix of another.
+func indexKey(v string) []byte {
+	b := make([]byte, len(v)+1)
+	copy(b, v)
+	return b
 }
 
 // Store is the replicated cluster state of one manager.
@@ -94,13 +135,19 @@ func New() *Store {
 	return s
 }
 
+// mustNewDB returns an empty database. It is a snapshot of a new one: a
+// snapshot works like the original except that its writes do not track
+// and close the watch channels of the radix nodes they replace, which the
+// store never uses (changes reach watchers through its own events) and
+// which cost a map entry per node written and a channel close per node at
+// commit.
 func mustNewDB() *memdb.MemDB {
 	db, err := memdb.NewMemDB(schema())
 	if err != nil {
 		// The schema is static; an error is a programming mistake.
 		panic(fmt.Sprintf("store: invalid schema: %v", err))
 	}
-	return db
+	return db.Snapshot()
 }
 
 // AppliedIndex is the index of the last command applied.

@@ -374,3 +374,49 @@ func TestWatchOfEverythingEndsWhenBehind(t *testing.T) {
 		t.Fatalf("watcher got %d events before being closed, want %d", n, watchBuffer)
 	}
 }
+
+func TestTaskIndexes(t *testing.T) {
+	s := New()
+	p := &LocalProposer{Store: s}
+	mustPropose(t, p,
+		taskAction(shoalpb.ActionKind_ACTION_KIND_CREATE, &shoalpb.Task{Id: "a", ServiceId: "s1", NodeId: "n1"}),
+		taskAction(shoalpb.ActionKind_ACTION_KIND_CREATE, &shoalpb.Task{Id: "b", ServiceId: "s1"}),
+		taskAction(shoalpb.ActionKind_ACTION_KIND_CREATE, &shoalpb.Task{Id: "c", ServiceId: "s2", NodeId: "n1"}),
+		// An ID that starts with another's must not be found for it.
+		taskAction(shoalpb.ActionKind_ACTION_KIND_CREATE, &shoalpb.Task{Id: "ab", ServiceId: "s10", NodeId: "n10"}),
+	)
+	ids := func(ts []*shoalpb.Task) []string {
+		var out []string
+		for _, t := range ts {
+			out = append(out, t.Id)
+		}
+		slices.Sort(out)
+		return out
+	}
+	s.View(func(tx ReadTx) {
+		for _, c := range []struct {
+			name      string
+			got, want []string
+		}{
+			{"by service s1", ids(tx.TasksByService("s1")), []string{"a", "b"}},
+			{"by service s10", ids(tx.TasksByService("s10")), []string{"ab"}},
+			{"by node n1", ids(tx.TasksByNode("n1")), []string{"a", "c"}},
+			{"by no node", ids(tx.TasksByNode("")), nil},
+			{"all", ids(tx.Tasks()), []string{"a", "ab", "b", "c"}},
+		} {
+			if !slices.Equal(c.got, c.want) {
+				t.Errorf("%s: %v, want %v", c.name, c.got, c.want)
+			}
+		}
+		if tx.Task("a").GetNodeId() != "n1" || tx.Task("x") != nil {
+			t.Errorf("lookups by ID wrong")
+		}
+	})
+	// A status report keeps the task in its indexes.
+	mustPropose(t, p, &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: &shoalpb.TaskStatusPatch{TaskId: "b", Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_RUNNING}}}})
+	s.View(func(tx ReadTx) {
+		if got := ids(tx.TasksByService("s1")); !slices.Equal(got, []string{"a", "b"}) {
+			t.Errorf("by service after a status patch: %v", got)
+		}
+	})
+}
