@@ -17,11 +17,18 @@ func (s *Store) ApplyCommand(index uint64, data []byte) error {
 		s.setApplied(index)
 		return fmt.Errorf("decode command at index %d: %w: %v", index, ErrInvalidCommand, err)
 	}
-	return s.Apply(index, &cmd)
+	return s.apply(index, &cmd, true)
 }
 
-// Apply applies a decoded command at index.
+// Apply applies a decoded command at index. The command is not kept: the
+// store copies what it stores from it.
 func (s *Store) Apply(index uint64, cmd *shoalpb.Command) error {
+	return s.apply(index, cmd, false)
+}
+
+// apply applies cmd; owned says that nothing else holds cmd (it was just
+// decoded), so its messages may be stored as they are instead of copied.
+func (s *Store) apply(index uint64, cmd *shoalpb.Command, owned bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// The index advances even when the command fails: the entry is consumed.
@@ -31,7 +38,7 @@ func (s *Store) Apply(index uint64, cmd *shoalpb.Command) error {
 	defer txn.Abort()
 	var events []Event
 	for i, a := range cmd.Actions {
-		ev, err := applyAction(txn, index, a)
+		ev, err := applyAction(txn, index, a, owned)
 		if err != nil {
 			if len(cmd.Actions) > 1 {
 				return fmt.Errorf("action %d of %d: %w", i+1, len(cmd.Actions), err)
@@ -53,6 +60,15 @@ func (s *Store) setApplied(index uint64) {
 	}
 }
 
+// keep returns m to be stored: m itself when the command is owned, else
+// a copy.
+func keep[T proto.Message](owned bool, m T) T {
+	if owned {
+		return m
+	}
+	return clone(m)
+}
+
 func touched(m *shoalpb.Meta, index uint64, at int64) *shoalpb.Meta {
 	out := &shoalpb.Meta{Version: index, UpdatedAt: at}
 	if m != nil {
@@ -64,14 +80,14 @@ func touched(m *shoalpb.Meta, index uint64, at int64) *shoalpb.Meta {
 	return out
 }
 
-func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (*Event, error) {
+func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction, owned bool) (*Event, error) {
 	switch t := a.Target.(type) {
 	case *shoalpb.StoreAction_Node:
 		return applyObject(txn, index, a.Kind, tableNode, t.Node, t.Node.GetId(), t.Node.GetMeta(),
-			func(m *shoalpb.Meta) proto.Message { n := clone(t.Node); n.Meta = m; return n })
+			func(m *shoalpb.Meta) proto.Message { n := keep(owned, t.Node); n.Meta = m; return n })
 	case *shoalpb.StoreAction_Cluster:
 		return applyObject(txn, index, a.Kind, tableCluster, t.Cluster, t.Cluster.GetId(), t.Cluster.GetMeta(),
-			func(m *shoalpb.Meta) proto.Message { c := clone(t.Cluster); c.Meta = m; return c })
+			func(m *shoalpb.Meta) proto.Message { c := keep(owned, t.Cluster); c.Meta = m; return c })
 	case *shoalpb.StoreAction_Service:
 		if a.Kind != shoalpb.ActionKind_ACTION_KIND_REMOVE {
 			if o := (readTx{txn: txn}).ServiceByName(t.Service.GetSpec().GetName()); o != nil && o.Id != t.Service.GetId() {
@@ -79,7 +95,7 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (*Event, 
 			}
 		}
 		return applyObject(txn, index, a.Kind, tableService, t.Service, t.Service.GetId(), t.Service.GetMeta(),
-			func(m *shoalpb.Meta) proto.Message { c := clone(t.Service); c.Meta = m; return c })
+			func(m *shoalpb.Meta) proto.Message { c := keep(owned, t.Service); c.Meta = m; return c })
 	case *shoalpb.StoreAction_Network:
 		if a.Kind != shoalpb.ActionKind_ACTION_KIND_REMOVE {
 			if o := (readTx{txn: txn}).NetworkByName(t.Network.GetSpec().GetName()); o != nil && o.Id != t.Network.GetId() {
@@ -87,7 +103,7 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (*Event, 
 			}
 		}
 		return applyObject(txn, index, a.Kind, tableNetwork, t.Network, t.Network.GetId(), t.Network.GetMeta(),
-			func(m *shoalpb.Meta) proto.Message { c := clone(t.Network); c.Meta = m; return c })
+			func(m *shoalpb.Meta) proto.Message { c := keep(owned, t.Network); c.Meta = m; return c })
 	case *shoalpb.StoreAction_Stack:
 		if a.Kind != shoalpb.ActionKind_ACTION_KIND_REMOVE {
 			if o := (readTx{txn: txn}).StackByName(t.Stack.GetName()); o != nil && o.Id != t.Stack.GetId() {
@@ -95,12 +111,12 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (*Event, 
 			}
 		}
 		return applyObject(txn, index, a.Kind, tableStack, t.Stack, t.Stack.GetId(), t.Stack.GetMeta(),
-			func(m *shoalpb.Meta) proto.Message { c := clone(t.Stack); c.Meta = m; return c })
+			func(m *shoalpb.Meta) proto.Message { c := keep(owned, t.Stack); c.Meta = m; return c })
 	case *shoalpb.StoreAction_Task:
 		return applyObject(txn, index, a.Kind, tableTask, t.Task, t.Task.GetId(), t.Task.GetMeta(),
-			func(m *shoalpb.Meta) proto.Message { c := clone(t.Task); c.Meta = m; return c })
+			func(m *shoalpb.Meta) proto.Message { c := keep(owned, t.Task); c.Meta = m; return c })
 	case *shoalpb.StoreAction_TaskStatusPatch:
-		old, n, err := applyTaskStatus(txn, index, t.TaskStatusPatch)
+		old, n, err := applyTaskStatus(txn, index, owned, t.TaskStatusPatch)
 		if err != nil || n == nil {
 			return nil, err
 		}
@@ -112,13 +128,13 @@ func applyAction(txn *memdb.Txn, index uint64, a *shoalpb.StoreAction) (*Event, 
 		}
 		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
 	case *shoalpb.StoreAction_TaskAssignment:
-		old, n, err := applyTaskAssignment(txn, index, t.TaskAssignment)
+		old, n, err := applyTaskAssignment(txn, index, owned, t.TaskAssignment)
 		if err != nil || n == nil {
 			return nil, err
 		}
 		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
 	case *shoalpb.StoreAction_TaskAllocation:
-		old, n, err := applyTaskAllocation(txn, index, t.TaskAllocation)
+		old, n, err := applyTaskAllocation(txn, index, owned, t.TaskAllocation)
 		if err != nil || n == nil {
 			return nil, err
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/shoal-project/shoal/proto/shoalpb"
 )
 
@@ -417,6 +419,39 @@ func TestTaskIndexes(t *testing.T) {
 	s.View(func(tx ReadTx) {
 		if got := ids(tx.TasksByService("s1")); !slices.Equal(got, []string{"a", "b"}) {
 			t.Errorf("by service after a status patch: %v", got)
+		}
+	})
+}
+
+func TestApplyDoesNotKeepTheCallersMessages(t *testing.T) {
+	s := New()
+	p := &LocalProposer{Store: s}
+	task := &shoalpb.Task{Id: "a", ServiceId: "s", Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_PENDING}}
+	mustPropose(t, p, taskAction(shoalpb.ActionKind_ACTION_KIND_CREATE, task))
+	st := &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_RUNNING, Message: "started"}
+	mustPropose(t, p, &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: &shoalpb.TaskStatusPatch{TaskId: "a", Status: st}}})
+	// The caller changing its messages afterwards changes nothing stored.
+	task.ServiceId, st.Message = "changed", "changed"
+	s.View(func(tx ReadTx) {
+		if got := tx.Task("a"); got.ServiceId != "s" || got.Status.Message != "started" || got.Meta == nil {
+			t.Fatalf("stored task = %v", got)
+		}
+	})
+	if task.Meta != nil {
+		t.Fatalf("the caller's task got a meta: %v", task.Meta)
+	}
+	// A command decoded by ApplyCommand is the store's own.
+	done := &shoalpb.TaskStatusPatch{TaskId: "a", Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_COMPLETE, Message: "done"}}
+	data, err := proto.Marshal(&shoalpb.Command{Actions: []*shoalpb.StoreAction{{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: done}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyCommand(s.AppliedIndex()+1, data); err != nil {
+		t.Fatal(err)
+	}
+	s.View(func(tx ReadTx) {
+		if got := tx.Task("a"); got.Status.GetMessage() != "done" || got.Meta.GetVersion() != s.AppliedIndex() {
+			t.Fatalf("task after ApplyCommand = %v", got)
 		}
 	})
 }

@@ -64,7 +64,7 @@ func patchCopy(old *shoalpb.Task) *shoalpb.Task {
 // applyTaskStatus records a reported status when it does not move the
 // task's state backwards. A stale report is ignored, not an error: workers
 // may repeat reports after reconnecting.
-func applyTaskStatus(txn *memdb.Txn, index uint64, p *shoalpb.TaskStatusPatch) (*shoalpb.Task, *shoalpb.Task, error) {
+func applyTaskStatus(txn *memdb.Txn, index uint64, owned bool, p *shoalpb.TaskStatusPatch) (*shoalpb.Task, *shoalpb.Task, error) {
 	old := getTask(txn, p.TaskId)
 	if old == nil || p.Status == nil {
 		// The task may have been removed since the worker reported.
@@ -74,7 +74,7 @@ func applyTaskStatus(txn *memdb.Txn, index uint64, p *shoalpb.TaskStatusPatch) (
 		return old, nil, nil
 	}
 	t := patchCopy(old)
-	t.Status = clone(p.Status)
+	t.Status = keep(owned, p.Status)
 	t.Meta = touched(t.Meta, index, p.Status.Timestamp)
 	if err := txn.Insert(tableTask, t); err != nil {
 		return nil, nil, err
@@ -108,7 +108,7 @@ func acceptsTasks(n *shoalpb.Node) bool {
 
 // applyTaskAssignment places a task that is still pending and wanted, on a
 // node that takes new tasks.
-func applyTaskAssignment(txn *memdb.Txn, index uint64, p *shoalpb.TaskAssignment) (*shoalpb.Task, *shoalpb.Task, error) {
+func applyTaskAssignment(txn *memdb.Txn, index uint64, owned bool, p *shoalpb.TaskAssignment) (*shoalpb.Task, *shoalpb.Task, error) {
 	old := getTask(txn, p.TaskId)
 	if old == nil || p.NodeId == "" || p.Status == nil ||
 		old.GetStatus().GetState() >= shoalpb.TaskState_TASK_STATE_ASSIGNED ||
@@ -119,7 +119,7 @@ func applyTaskAssignment(txn *memdb.Txn, index uint64, p *shoalpb.TaskAssignment
 	}
 	t := patchCopy(old)
 	t.NodeId = p.NodeId
-	t.Status = clone(p.Status)
+	t.Status = keep(owned, p.Status)
 	t.Meta = touched(t.Meta, index, p.Status.Timestamp)
 	if err := txn.Insert(tableTask, t); err != nil {
 		return nil, nil, err
@@ -130,7 +130,7 @@ func applyTaskAssignment(txn *memdb.Txn, index uint64, p *shoalpb.TaskAssignment
 // applyTaskAllocation gives a task still NEW its network attachments and
 // endpoint and moves it to the patch's status (PENDING). A task no longer
 // NEW (or gone) is left alone: the allocation was decided on a stale view.
-func applyTaskAllocation(txn *memdb.Txn, index uint64, p *shoalpb.TaskAllocation) (*shoalpb.Task, *shoalpb.Task, error) {
+func applyTaskAllocation(txn *memdb.Txn, index uint64, owned bool, p *shoalpb.TaskAllocation) (*shoalpb.Task, *shoalpb.Task, error) {
 	old := getTask(txn, p.TaskId)
 	if old == nil || p.Status == nil || old.GetStatus().GetState() != shoalpb.TaskState_TASK_STATE_NEW {
 		return old, nil, nil
@@ -138,13 +138,13 @@ func applyTaskAllocation(txn *memdb.Txn, index uint64, p *shoalpb.TaskAllocation
 	t := patchCopy(old)
 	t.Networks = make([]*shoalpb.NetworkAttachment, len(p.Networks))
 	for i, a := range p.Networks {
-		t.Networks[i] = clone(a)
+		t.Networks[i] = keep(owned, a)
 	}
 	t.Endpoint = nil
 	if p.Endpoint != nil {
-		t.Endpoint = clone(p.Endpoint)
+		t.Endpoint = keep(owned, p.Endpoint)
 	}
-	t.Status = clone(p.Status)
+	t.Status = keep(owned, p.Status)
 	t.Meta = touched(t.Meta, index, p.Status.Timestamp)
 	if err := txn.Insert(tableTask, t); err != nil {
 		return nil, nil, err
