@@ -125,21 +125,16 @@ func (l *schedulingLoop) pass(ctx context.Context) {
 		nodeIdx = map[string]int{}
 	)
 	l.store.View(func(tx store.ReadTx) {
-		for _, n := range tx.Nodes() {
-			// Tasks still waiting for placement (global tasks made for
-			// this node) are offered below; counting them here as well
-			// would charge their reservations twice.
-			var placed []*shoalpb.Task
-			for _, t := range tx.TasksByNode(n.Id) {
-				if !pendingTask(t) {
-					placed = append(placed, t)
-				}
-			}
-			nodeIdx[n.Id] = len(infos)
-			infos = append(infos, scheduler.NewNodeInfo(n, placed))
-		}
+		// One pass over all tasks sorts them: those waiting for placement,
+		// and each node's others. Tasks still waiting (global tasks made
+		// for a node) are offered below; counting them with their node's
+		// as well would charge their reservations twice.
+		placed := map[string][]*shoalpb.Task{}
 		for _, t := range tx.Tasks() {
 			if !pendingTask(t) {
+				if t.NodeId != "" {
+					placed[t.NodeId] = append(placed[t.NodeId], t)
+				}
 				continue
 			}
 			byID[t.Id] = t
@@ -148,6 +143,10 @@ func (l *schedulingLoop) pass(ctx context.Context) {
 			} else {
 				preset[t.NodeId] = append(preset[t.NodeId], t)
 			}
+		}
+		for _, n := range tx.Nodes() {
+			nodeIdx[n.Id] = len(infos)
+			infos = append(infos, scheduler.NewNodeInfo(n, placed[n.Id]))
 		}
 	})
 	l.waiting = false

@@ -140,6 +140,30 @@ func TestSchedulingPresetTaskReservationCountedOnce(t *testing.T) {
 	})
 }
 
+func TestSchedulingPassCountsPlacedTasks(t *testing.T) {
+	l, p := newSchedulingLoop(t)
+	mustApply(t, p, readyNode("n1", nil, shoalpb.NodeAvailability_NODE_AVAILABILITY_ACTIVE))
+	reserve := func(a *shoalpb.StoreAction, mem int64) *shoalpb.StoreAction {
+		a.GetTask().Spec.Resources = &shoalpb.ResourceRequirements{Reservations: &shoalpb.Resources{MemoryBytes: mem}}
+		return a
+	}
+	running := reserve(pending("running", "n1"), 3<<28) // 768 MiB of 1 GiB
+	running.GetTask().Status.State = shoalpb.TaskState_TASK_STATE_RUNNING
+	// A task on a node that is gone takes nothing from n1.
+	elsewhere := reserve(pending("elsewhere", "n9"), 3<<28)
+	elsewhere.GetTask().Status.State = shoalpb.TaskState_TASK_STATE_RUNNING
+	mustApply(t, p, running, elsewhere, reserve(pending("big", ""), 1<<29), reserve(pending("small", ""), 1<<27))
+	l.pass(context.Background())
+	l.store.View(func(tx store.ReadTx) {
+		if tk := tx.Task("big"); tk.Status.State != shoalpb.TaskState_TASK_STATE_PENDING || !strings.Contains(tk.Status.Err, "memory") {
+			t.Errorf("512 MiB task beside a 768 MiB one on a 1 GiB node: %v %q, want PENDING for memory", tk.Status.State, tk.Status.Err)
+		}
+		if tk := tx.Task("small"); tk.Status.State != shoalpb.TaskState_TASK_STATE_ASSIGNED {
+			t.Errorf("128 MiB task: %v %q, want ASSIGNED", tk.Status.State, tk.Status.Err)
+		}
+	})
+}
+
 func TestSchedulingRelevantChanges(t *testing.T) {
 	task := func(state, desired shoalpb.TaskState, node string) *shoalpb.Task {
 		return &shoalpb.Task{Id: "t", NodeId: node, DesiredState: desired, Status: &shoalpb.TaskStatus{State: state}}
