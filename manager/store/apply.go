@@ -182,7 +182,7 @@ func applyObject(txn *memdb.Txn, index uint64, kind shoalpb.ActionKind, table st
 		}
 		at := meta.GetCreatedAt()
 		n := withMeta(&shoalpb.Meta{Version: index, CreatedAt: at, UpdatedAt: max(at, meta.GetUpdatedAt())})
-		if err := txn.Insert(table, n); err != nil {
+		if err := insertObject(txn, table, nil, n); err != nil {
 			return nil, err
 		}
 		return &Event{Kind: EventCreate, Object: n}, nil
@@ -195,7 +195,7 @@ func applyObject(txn *memdb.Txn, index uint64, kind shoalpb.ActionKind, table st
 			return nil, fmt.Errorf("%s %s: version %d, stored %d: %w", table, id, meta.GetVersion(), oldMeta.GetVersion(), ErrSequenceConflict)
 		}
 		n := withMeta(&shoalpb.Meta{Version: index, CreatedAt: oldMeta.GetCreatedAt(), UpdatedAt: meta.GetUpdatedAt()})
-		if err := txn.Insert(table, n); err != nil {
+		if err := insertObject(txn, table, old, n); err != nil {
 			return nil, err
 		}
 		return &Event{Kind: EventUpdate, Object: n, Old: old}, nil
@@ -203,13 +203,30 @@ func applyObject(txn *memdb.Txn, index uint64, kind shoalpb.ActionKind, table st
 		if old == nil {
 			return nil, fmt.Errorf("%s %s: %w", table, id, ErrNotExist)
 		}
-		if err := txn.Delete(table, old); err != nil {
+		if err := deleteObject(txn, table, old); err != nil {
 			return nil, err
 		}
 		return &Event{Kind: EventRemove, Object: old, Old: old}, nil
 	default:
 		return nil, fmt.Errorf("%s %s: action kind %v: %w", table, id, kind, ErrInvalidCommand)
 	}
+}
+
+// insertObject stores obj in table in place of old (nil if new).
+func insertObject(txn *memdb.Txn, table string, old, obj proto.Message) error {
+	if table == tableTask {
+		o, _ := old.(*shoalpb.Task)
+		return putTask(txn, o, obj.(*shoalpb.Task))
+	}
+	return txn.Insert(table, obj)
+}
+
+// deleteObject removes a stored object from table.
+func deleteObject(txn *memdb.Txn, table string, old proto.Message) error {
+	if table == tableTask {
+		return deleteTask(txn, old.(*shoalpb.Task))
+	}
+	return txn.Delete(table, old)
 }
 
 type hasMeta interface{ GetMeta() *shoalpb.Meta }

@@ -165,10 +165,13 @@ func BenchmarkApplyAssignmentsAndReports(b *testing.B) {
 					c.s.mu.Lock()
 					txn := c.s.db.Load().Txn(true)
 					for _, id := range c.tasks {
-						t := patchCopy(getTask(txn, id))
+						old := getTask(txn, id)
+						t := patchCopy(old)
 						t.NodeId = ""
 						t.Status = &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_PENDING}
-						txn.Insert(tableTask, t)
+						if err := putTask(txn, old, t); err != nil {
+							b.Fatal(err)
+						}
 					}
 					txn.Commit()
 					c.s.mu.Unlock()
@@ -187,4 +190,41 @@ func BenchmarkApplyAssignmentsAndReports(b *testing.B) {
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*tasks*2), "cpu-ns/action")
 		})
 	}
+}
+
+// BenchmarkReadTasks lists the tasks as the leader's loops do: every task
+// of the service (orchestrators), and every node's tasks (a scheduling
+// pass), with the 20,000 tasks placed on 1,000 nodes.
+func BenchmarkReadTasks(b *testing.B) {
+	const nodes, tasks = 1000, 20000
+	c := newBenchCluster(b, nodes, tasks)
+	var assign []*shoalpb.StoreAction
+	for j, id := range c.tasks {
+		assign = append(assign, &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskAssignment{TaskAssignment: &shoalpb.TaskAssignment{
+			TaskId: id, NodeId: c.nodes[j%nodes], Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_ASSIGNED},
+		}}})
+	}
+	c.apply(b, assign)
+	b.Run("by-service", func(b *testing.B) {
+		for n := 0; n < b.N; n++ {
+			c.s.View(func(tx ReadTx) {
+				if got := len(tx.TasksByService("svc0000000000000000000001")); got != tasks {
+					b.Fatalf("%d tasks", got)
+				}
+			})
+		}
+	})
+	b.Run("by-node", func(b *testing.B) {
+		for n := 0; n < b.N; n++ {
+			c.s.View(func(tx ReadTx) {
+				total := 0
+				for _, node := range tx.Nodes() {
+					total += len(tx.TasksByNode(node.Id))
+				}
+				if total != tasks {
+					b.Fatalf("%d tasks", total)
+				}
+			})
+		}
+	})
 }

@@ -67,7 +67,7 @@ func (s *Store) Restore(r io.Reader) error {
 		last = max(last, o.GetMeta().GetVersion())
 	}
 	for _, o := range snap.Tasks {
-		if err := txn.Insert(tableTask, o); err != nil {
+		if err := putTask(txn, nil, o); err != nil {
 			txn.Abort()
 			return fmt.Errorf("restore task %s: %w", o.Id, err)
 		}

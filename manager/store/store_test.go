@@ -414,13 +414,63 @@ func TestTaskIndexes(t *testing.T) {
 			t.Errorf("lookups by ID wrong")
 		}
 	})
-	// A status report keeps the task in its indexes.
-	mustPropose(t, p, &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: &shoalpb.TaskStatusPatch{TaskId: "b", Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_RUNNING}}}})
-	s.View(func(tx ReadTx) {
-		if got := ids(tx.TasksByService("s1")); !slices.Equal(got, []string{"a", "b"}) {
-			t.Errorf("by service after a status patch: %v", got)
+	// A status report keeps the task where it was listed; an assignment
+	// lists it under its node, a move under its new node only, a removal
+	// nowhere; a restore lists everything again.
+	mustPropose(t, p, nodeAction(shoalpb.ActionKind_ACTION_KIND_CREATE, &shoalpb.Node{Id: "n2", Spec: &shoalpb.NodeSpec{Availability: shoalpb.NodeAvailability_NODE_AVAILABILITY_ACTIVE}, Status: &shoalpb.NodeStatus{State: shoalpb.NodeState_NODE_STATE_READY}}))
+	mustPropose(t, p, &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: &shoalpb.TaskStatusPatch{TaskId: "a", Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_RUNNING}}}})
+	mustPropose(t, p, &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskAssignment{TaskAssignment: &shoalpb.TaskAssignment{TaskId: "b", NodeId: "n2", Status: &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_ASSIGNED}}}})
+	var moved *shoalpb.Task
+	s.View(func(tx ReadTx) { moved = clone(tx.Task("c")) })
+	moved.NodeId = "n2"
+	mustPropose(t, p, taskAction(shoalpb.ActionKind_ACTION_KIND_UPDATE, moved))
+	mustPropose(t, p, taskAction(shoalpb.ActionKind_ACTION_KIND_REMOVE, &shoalpb.Task{Id: "ab"}))
+	check := func(name string, s *Store) {
+		s.View(func(tx ReadTx) {
+			for _, c := range []struct {
+				name      string
+				got, want []string
+			}{
+				{"by service s1", ids(tx.TasksByService("s1")), []string{"a", "b"}},
+				{"by service s10", ids(tx.TasksByService("s10")), nil},
+				{"by node n1", ids(tx.TasksByNode("n1")), []string{"a"}},
+				{"by node n2", ids(tx.TasksByNode("n2")), []string{"b", "c"}},
+				{"by node n10", ids(tx.TasksByNode("n10")), nil},
+			} {
+				if !slices.Equal(c.got, c.want) {
+					t.Errorf("%s: %s: %v, want %v", name, c.name, c.got, c.want)
+				}
+			}
+		})
+		// No reference is left behind by a removal or a move.
+		txn := s.db.Load().Txn(false)
+		defer txn.Abort()
+		it, err := txn.Get(tableNodeTasks, indexID)
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
+		var refs []string
+		for o := it.Next(); o != nil; o = it.Next() {
+			refs = append(refs, o.(*taskRef).owner+"/"+o.(*taskRef).task)
+		}
+		if want := []string{"n1/a", "n2/b", "n2/c"}; !slices.Equal(refs, want) {
+			t.Errorf("%s: node task references %v, want %v", name, refs, want)
+		}
+	}
+	check("after the changes", s)
+	write, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored := New()
+	if err := restored.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	check("restored", restored)
 }
 
 func TestApplyDoesNotKeepTheCallersMessages(t *testing.T) {

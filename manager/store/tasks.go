@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+
 	memdb "github.com/hashicorp/go-memdb"
 
 	"github.com/shoal-project/shoal/proto/shoalpb"
@@ -21,7 +23,7 @@ func (tx readTx) TasksByService(serviceID string) []*shoalpb.Task {
 }
 
 func (tx readTx) TasksByNode(nodeID string) []*shoalpb.Task {
-	return tx.tasks(indexNode, nodeID)
+	return tx.tasksOf(tableNodeTasks, nodeID)
 }
 
 func (tx readTx) tasks(index string, args ...any) []*shoalpb.Task {
@@ -34,6 +36,102 @@ func (tx readTx) tasks(index string, args ...any) []*shoalpb.Task {
 		out = append(out, o.(*shoalpb.Task))
 	}
 	return out
+}
+
+// tasksOf lists the tasks a table of taskRefs holds for owner, in the
+// order of their IDs.
+func (tx readTx) tasksOf(table, owner string) []*shoalpb.Task {
+	if owner == "" {
+		return nil
+	}
+	it, err := tx.txn.Get(table, indexID+"_prefix", owner)
+	if err != nil {
+		return nil
+	}
+	var out []*shoalpb.Task
+	for o := it.Next(); o != nil; o = it.Next() {
+		if t := tx.Task(o.(*taskRef).task); t != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// taskRef lists a task under its owner (its node) in the table of the
+// tasks of each node.
+type taskRef struct{ owner, task string }
+
+// taskRefIndex keys a taskRef by owner, then task: the refs of an owner
+// are found by prefix (memdb's "id_prefix" lookup, given the owner).
+type taskRefIndex struct{}
+
+func (taskRefIndex) FromObject(obj any) (bool, []byte, error) {
+	r, ok := obj.(*taskRef)
+	if !ok {
+		return false, nil, fmt.Errorf("task reference index: unexpected %T", obj)
+	}
+	k := make([]byte, 0, len(r.owner)+len(r.task)+2)
+	k = append(append(k, r.owner...), 0)
+	k = append(append(k, r.task...), 0)
+	return true, k, nil
+}
+
+func (taskRefIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("task reference index: want owner and task, got %d arguments", len(args))
+	}
+	owner, ok1 := args[0].(string)
+	task, ok2 := args[1].(string)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("task reference index: arguments are %T and %T, not strings", args[0], args[1])
+	}
+	_, k, err := taskRefIndex{}.FromObject(&taskRef{owner, task})
+	return k, err
+}
+
+func (taskRefIndex) PrefixFromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("task reference index: want an owner, got %d arguments", len(args))
+	}
+	owner, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("task reference index: argument is %T, not a string", args[0])
+	}
+	return indexKey(owner), nil
+}
+
+// putTask stores t in place of old (nil for a new task) and keeps the
+// table of each node's tasks in step: it is only written when the task's
+// node changes.
+func putTask(txn *memdb.Txn, old, t *shoalpb.Task) error {
+	if err := txn.Insert(tableTask, t); err != nil {
+		return err
+	}
+	return moveTaskRef(txn, tableNodeTasks, old.GetNodeId(), t.NodeId, t.Id)
+}
+
+// deleteTask removes a stored task and its reference.
+func deleteTask(txn *memdb.Txn, old *shoalpb.Task) error {
+	if err := txn.Delete(tableTask, old); err != nil {
+		return err
+	}
+	return moveTaskRef(txn, tableNodeTasks, old.NodeId, "", old.Id)
+}
+
+// moveTaskRef lists task under to instead of from ("" for none).
+func moveTaskRef(txn *memdb.Txn, table, from, to, task string) error {
+	if from == to {
+		return nil
+	}
+	if from != "" {
+		if err := txn.Delete(table, &taskRef{from, task}); err != nil {
+			return fmt.Errorf("%s: %s of task %s: %w", table, from, task, err)
+		}
+	}
+	if to != "" {
+		return txn.Insert(table, &taskRef{to, task})
+	}
+	return nil
 }
 
 func getTask(txn *memdb.Txn, id string) *shoalpb.Task { return readTx{txn: txn}.Task(id) }
@@ -76,7 +174,7 @@ func applyTaskStatus(txn *memdb.Txn, index uint64, owned bool, p *shoalpb.TaskSt
 	t := patchCopy(old)
 	t.Status = keep(owned, p.Status)
 	t.Meta = touched(t.Meta, index, p.Status.Timestamp)
-	if err := txn.Insert(tableTask, t); err != nil {
+	if err := putTask(txn, old, t); err != nil {
 		return nil, nil, err
 	}
 	return old, t, nil
@@ -91,7 +189,7 @@ func applyTaskDesiredState(txn *memdb.Txn, index uint64, p *shoalpb.TaskDesiredS
 	t := patchCopy(old)
 	t.DesiredState = p.DesiredState
 	t.Meta = touched(t.Meta, index, p.UpdatedAt)
-	if err := txn.Insert(tableTask, t); err != nil {
+	if err := putTask(txn, old, t); err != nil {
 		return nil, nil, err
 	}
 	return old, t, nil
@@ -121,7 +219,7 @@ func applyTaskAssignment(txn *memdb.Txn, index uint64, owned bool, p *shoalpb.Ta
 	t.NodeId = p.NodeId
 	t.Status = keep(owned, p.Status)
 	t.Meta = touched(t.Meta, index, p.Status.Timestamp)
-	if err := txn.Insert(tableTask, t); err != nil {
+	if err := putTask(txn, old, t); err != nil {
 		return nil, nil, err
 	}
 	return old, t, nil
@@ -146,7 +244,7 @@ func applyTaskAllocation(txn *memdb.Txn, index uint64, owned bool, p *shoalpb.Ta
 	}
 	t.Status = keep(owned, p.Status)
 	t.Meta = touched(t.Meta, index, p.Status.Timestamp)
-	if err := txn.Insert(tableTask, t); err != nil {
+	if err := putTask(txn, old, t); err != nil {
 		return nil, nil, err
 	}
 	return old, t, nil
