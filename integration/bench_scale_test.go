@@ -84,6 +84,21 @@ func TestBenchControlPlaneScale(t *testing.T) {
 	t.Logf("all %d nodes Ready after %.1fs", want, time.Since(joinStart).Seconds())
 	leader := c.leader(t, first)
 
+	// CPU time each process spends on the measured interval: with all of
+	// them on the same few cores, this says more than the rate alone about
+	// what a change saved.
+	pids := []int{leader.PID()}
+	for _, m := range c.managers {
+		if m != leader {
+			pids = append(pids, m.PID())
+		}
+	}
+	pids = append(pids, sim.cmd.Process.Pid)
+	cpuBefore := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		cpuBefore[i] = cpuTime(pid)
+	}
+
 	const service = "scale"
 	start := time.Now()
 	first.MustCLI(t, "service", "create", "-d", "--name", service, "--replicas", strconv.Itoa(tasks),
@@ -115,6 +130,11 @@ func TestBenchControlPlaneScale(t *testing.T) {
 		time.Sleep(500 * time.Millisecond) // polling interval of the measurement
 	}
 	total := time.Since(start)
+	cpu := make([]string, len(pids))
+	for i, pid := range pids {
+		cpu[i] = fmt.Sprintf("%.1f", (cpuTime(pid) - cpuBefore[i]).Seconds())
+	}
+	fmt.Printf("RESULT scale cpu-seconds leader=%s followers=%s,%s simnodes=%s (wall %.1fs)\n", cpu[0], cpu[1], cpu[2], cpu[3], total.Seconds())
 	fmt.Printf("RESULT scale nodes=%d tasks=%d placement-to-running=%.1fs rate=%.0f tasks/s first-running=%.2fs create-call=%.2fs simnodes-maxrss=%dMiB leader-maxrss=%dMiB\n",
 		nodes, tasks, total.Seconds(), float64(tasks)/total.Seconds(), firstRunning.Seconds(), created.Seconds(),
 		vmHWM(sim.cmd.Process.Pid)>>10, vmHWM(leader.PID())>>10)
@@ -238,6 +258,30 @@ func serviceRunning(c shoalpb.ControlClient, name string) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("service %s not listed", name)
+}
+
+// cpuTime is the user and system CPU time a process has used, 0 if
+// unknown.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields after it count
+	// from its closing parenthesis: utime and stime are fields 14 and 15.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticks
 }
 
 // vmHWM is a process's peak resident set size in KiB, 0 if unknown.
