@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoal-project/shoal/internal/pace"
 	"github.com/shoal-project/shoal/manager/caller"
 	"github.com/shoal-project/shoal/manager/store"
 	"github.com/shoal-project/shoal/proto/shoalpb"
@@ -24,13 +25,6 @@ const (
 	assignmentFlush    = 50 * time.Millisecond
 	assignmentGather   = 5 * time.Millisecond
 )
-
-// flushDelay is how long a stream whose last send was at last gathers a
-// change arriving at now: the rest of the flush period, and at least the
-// gathering time.
-func flushDelay(last, now time.Time) time.Duration {
-	return max(assignmentGather, assignmentFlush-now.Sub(last))
-}
 
 // assigned reports whether a task belongs on its node's list: the
 // scheduler has placed it there. It stays on the list until it is deleted
@@ -91,7 +85,7 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 
 	updates := map[string]*shoalpb.Task{}
 	removals := map[string]bool{}
-	// Changes are sent flushDelay after the first one since the last
+	// Changes are sent pace.Wait after the first one since the last
 	// send; an idle stream has no timer (a node's stream must cost nothing
 	// while its tasks do not change).
 	var lastSend time.Time
@@ -104,7 +98,7 @@ func (d *Dispatcher) Assignments(_ *shoalpb.AssignmentsRequest, stream shoalpb.D
 	}()
 	for {
 		if flushC == nil && (len(updates) > 0 || len(removals) > 0) {
-			flushT = time.NewTimer(flushDelay(lastSend, time.Now()))
+			flushT = time.NewTimer(pace.Wait(assignmentFlush, assignmentGather, lastSend, time.Now()))
 			flushC = flushT.C
 		}
 		select {
