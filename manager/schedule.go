@@ -3,6 +3,8 @@ package manager
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -177,6 +179,13 @@ func (l *schedulingLoop) pass(ctx context.Context) {
 		res.Unplaced = append(res.Unplaced, r.Unplaced...)
 	}
 
+	// Decisions go out grouped by node: a pass spreads its tasks over the
+	// nodes, and in the scheduler's order each entry of a large pass
+	// would hold a few tasks of almost every node, so every node would
+	// get (and record) its share of the pass in as many assignment
+	// messages as there are entries. Grouped, a node's tasks of one pass
+	// arrive together.
+	slices.SortStableFunc(res.Assigned, func(a, b scheduler.Decision) int { return strings.Compare(a.NodeID, b.NodeID) })
 	now := l.now().UnixNano()
 	var actions []*shoalpb.StoreAction
 	for _, d := range res.Assigned {

@@ -164,6 +164,59 @@ func TestSchedulingPassCountsPlacedTasks(t *testing.T) {
 	})
 }
 
+// recordingProposer keeps the commands it applies.
+type recordingProposer struct {
+	store.LocalProposer
+	cmds []*shoalpb.Command
+}
+
+func (p *recordingProposer) Propose(ctx context.Context, cmd *shoalpb.Command) (uint64, error) {
+	p.cmds = append(p.cmds, cmd)
+	return p.LocalProposer.Propose(ctx, cmd)
+}
+
+func TestSchedulingPassGroupsEntriesByNode(t *testing.T) {
+	l, p := newSchedulingLoop(t)
+	const nodes, perNode = 3, 700 // 2,100 decisions: three entries
+	for i := 0; i < nodes; i++ {
+		mustApply(t, p, readyNode(fmt.Sprintf("n%d", i), nil, shoalpb.NodeAvailability_NODE_AVAILABILITY_ACTIVE))
+	}
+	var tasks []*shoalpb.StoreAction
+	for i := 0; i < nodes*perNode; i++ {
+		tasks = append(tasks, pending(fmt.Sprintf("t%04d", i), ""))
+	}
+	mustApply(t, p, tasks...)
+	rec := &recordingProposer{LocalProposer: store.LocalProposer{Store: l.store}}
+	l.proposer = rec
+	l.pass(context.Background())
+	if len(rec.cmds) != 3 {
+		t.Fatalf("%d entries, want 3", len(rec.cmds))
+	}
+	// Each node's decisions are in as few entries as possible: 1, 2, 2.
+	entries := map[string]map[int]bool{}
+	placed := 0
+	for i, cmd := range rec.cmds {
+		for _, a := range cmd.Actions {
+			d := a.GetTaskAssignment()
+			if d == nil {
+				t.Fatalf("entry %d holds %v", i, a)
+			}
+			if entries[d.NodeId] == nil {
+				entries[d.NodeId] = map[int]bool{}
+			}
+			entries[d.NodeId][i] = true
+			placed++
+		}
+	}
+	total := 0
+	for _, e := range entries {
+		total += len(e)
+	}
+	if placed != nodes*perNode || len(entries) != nodes || total > nodes+len(rec.cmds)-1 {
+		t.Fatalf("%d placed on %d nodes, nodes spread over %d entries in all (%v); want %d on %d in at most %d", placed, len(entries), total, entries, nodes*perNode, nodes, nodes+len(rec.cmds)-1)
+	}
+}
+
 func TestSchedulingRelevantChanges(t *testing.T) {
 	task := func(state, desired shoalpb.TaskState, node string) *shoalpb.Task {
 		return &shoalpb.Task{Id: "t", NodeId: node, DesiredState: desired, Status: &shoalpb.TaskStatus{State: state}}
