@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -32,18 +31,8 @@ func TestNetworksAndStacksByNameAndSnapshot(t *testing.T) {
 	// Network names are case-sensitive, as docker's are.
 	mustPropose(t, p, netA("n3", "Front"))
 
-	write, err := s.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := write(&buf); err != nil {
-		t.Fatal(err)
-	}
 	s2 := New()
-	if err := s2.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	restoreInto(t, s, s2)
 	s2.View(func(tx ReadTx) {
 		if n, err := tx.FindNetwork("front"); err != nil || n.Id != "n1" || n.Vni != 4097 {
 			t.Errorf("FindNetwork(front) = %v, %v", n, err)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -103,18 +102,8 @@ func TestTaskIndexesAndMonotonicStatus(t *testing.T) {
 	// A report for a task that is gone is not an error.
 	mustPropose(t, p, &shoalpb.StoreAction{Target: &shoalpb.StoreAction_TaskStatusPatch{TaskStatusPatch: &shoalpb.TaskStatusPatch{TaskId: "gone", Status: &shoalpb.TaskStatus{}}}})
 
-	write, err := s.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := write(&buf); err != nil {
-		t.Fatal(err)
-	}
 	s2 := New()
-	if err := s2.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	restoreInto(t, s, s2)
 	s2.View(func(tx ReadTx) {
 		if len(tx.Tasks()) != 3 || tx.Task("t1").DesiredState != shoalpb.TaskState_TASK_STATE_SHUTDOWN {
 			t.Fatalf("restored tasks: %v", tx.Tasks())

@@ -172,18 +172,8 @@ func TestSnapshotRestoreAndWatch(t *testing.T) {
 		}
 	}
 
-	write, err := s.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := write(&buf); err != nil {
-		t.Fatal(err)
-	}
 	s2 := New()
-	if err := s2.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	restoreInto(t, s, s2)
 	s2.View(func(tx ReadTx) {
 		if tx.Node("n1") == nil || string(tx.Cluster().GetGossipKey()) != "k" {
 			t.Fatalf("restored store lacks objects")
@@ -301,17 +291,7 @@ func TestWatchNodeTasksRoutesByNode(t *testing.T) {
 	}
 
 	// A restore reaches every node's watch.
-	write, err := s.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := write(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	restoreInto(t, s, s)
 	for name, w := range map[string]*NodeTaskWatch{"n1": w1, "n2": w2, "n3": w3} {
 		if evs, _ := taken(t, w); len(evs) != 1 || evs[0].Kind != EventRestore {
 			t.Fatalf("%s watch got %+v after a restore, want one restore", name, evs)
@@ -458,18 +438,8 @@ func TestTaskIndexes(t *testing.T) {
 		}
 	}
 	check("after the changes", s)
-	write, err := s.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := write(&buf); err != nil {
-		t.Fatal(err)
-	}
 	restored := New()
-	if err := restored.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	restoreInto(t, s, restored)
 	check("restored", restored)
 }
 
@@ -504,4 +474,20 @@ func TestApplyDoesNotKeepTheCallersMessages(t *testing.T) {
 			t.Fatalf("task after ApplyCommand = %v", got)
 		}
 	})
+}
+
+// restoreInto restores a snapshot of from into to.
+func restoreInto(t *testing.T, from, to *Store) {
+	t.Helper()
+	write, err := from.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := to.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
 }
