@@ -159,7 +159,7 @@ func (m *TaskManager) startRunner(t *shoalpb.Task, st *shoalpb.TaskStatus) {
 	if st == nil {
 		st = &shoalpb.TaskStatus{State: shoalpb.TaskState_TASK_STATE_ASSIGNED}
 	}
-	r := &taskRunner{m: m, task: t, status: st, changed: make(chan struct{}, 1), gone: make(chan struct{})}
+	r := &taskRunner{m: m, id: t.Id, task: t, status: st, changed: make(chan struct{}, 1), gone: make(chan struct{})}
 	m.runners[t.Id] = r
 	m.wg.Add(1)
 	go func() {
@@ -171,6 +171,7 @@ func (m *TaskManager) startRunner(t *shoalpb.Task, st *shoalpb.TaskStatus) {
 // taskRunner drives one task.
 type taskRunner struct {
 	m       *TaskManager
+	id      string // the task's; never changes, so read without mu
 	mu      sync.Mutex
 	task    *shoalpb.Task
 	status  *shoalpb.TaskStatus
@@ -215,7 +216,7 @@ func (r *taskRunner) current() (*shoalpb.Task, bool) {
 }
 
 func (r *taskRunner) run(ctx context.Context) {
-	log := r.m.Logger.With("task", r.task.Id)
+	log := r.m.Logger.With("task", r.id)
 	t, _ := r.current()
 	ctlr, err := r.m.Executor.Controller(t)
 	if err != nil {
@@ -302,7 +303,7 @@ func (r *taskRunner) idle(ctx context.Context) bool {
 func (r *taskRunner) setStatus(st *shoalpb.TaskStatus) {
 	r.mu.Lock()
 	r.status = st
-	id := r.task.Id
+	id := r.id
 	persist := mustPersist(r.persisted, st)
 	if persist {
 		r.persisted = st
@@ -330,7 +331,7 @@ func mustPersist(last, st *shoalpb.TaskStatus) bool {
 // cleanup stops and removes the container of a task no longer assigned,
 // then forgets the task.
 func (r *taskRunner) cleanup(ctx context.Context, ctlr exec.Controller) {
-	id := r.task.Id
+	id := r.id
 	if ctlr != nil {
 		if err := ctlr.Shutdown(ctx); err != nil && !errors.Is(err, exec.ErrTaskNotFound) {
 			r.m.Logger.Debug("stop removed task", "task", id, "err", err)
