@@ -32,14 +32,19 @@ func TestReplaceIngressNetwork(t *testing.T) {
 
 	old := inspectNetwork(t, m, "ingress")
 	oldSubnet := netip.MustParsePrefix(old.IPAM.Config[0].Subnet)
-	// The mesh works on the first ingress network.
-	m.MustCLI(t, "service", "create", "-d", "--name", "web", "--stop-grace-period", "1s", "--constraint", "node.hostname==h2",
-		"-p", "8080:80", img, "sh", "-c", webScript)
-	t.Cleanup(func() { removeService(m, "web") })
-	c.waitRunning(t, "web", 1)
-	for _, h := range hosts {
-		meshAnswers(t, h3, h, 8080, oldSubnet)
+	// publish runs a web service on h2 publishing port, and checks the
+	// mesh answers on every node over the ingress subnet.
+	publish := func(name string, port int, subnet netip.Prefix) {
+		m.MustCLI(t, "service", "create", "-d", "--name", name, "--stop-grace-period", "1s", "--constraint", "node.hostname==h2",
+			"-p", fmt.Sprintf("%d:80", port), img, "sh", "-c", webScript)
+		t.Cleanup(func() { removeService(m, name) })
+		c.waitRunning(t, name, 1)
+		for _, h := range hosts {
+			meshAnswers(t, h3, h, port, subnet)
+		}
 	}
+	// The mesh works on the first ingress network.
+	publish("web", 8080, oldSubnet)
 
 	expectCLIError(t, m, "publishes port", "network", "rm", "ingress")
 	m.MustCLI(t, "service", "rm", "web")
@@ -97,13 +102,7 @@ func TestReplaceIngressNetwork(t *testing.T) {
 		})
 	}
 
-	m.MustCLI(t, "service", "create", "-d", "--name", "web2", "--stop-grace-period", "1s", "--constraint", "node.hostname==h2",
-		"-p", "8081:80", img, "sh", "-c", webScript)
-	t.Cleanup(func() { removeService(m, "web2") })
-	c.waitRunning(t, "web2", 1)
-	for _, h := range hosts {
-		meshAnswers(t, h3, h, 8081, newSubnet)
-	}
+	publish("web2", 8081, newSubnet)
 
 	// A restarted node (without the task) comes back on the new network.
 	h3.Restart(t)

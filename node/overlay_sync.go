@@ -233,7 +233,7 @@ func (o *overlayNet) flush(dnsIDs map[string]map[string]bool) time.Time {
 		}
 	}
 	if ports {
-		if err := mgr.SetPublishedPorts(ctx, o.publishedPorts(meshID, meshID != "")); err != nil {
+		if err := mgr.SetPublishedPorts(ctx, o.publishedPorts(meshID)); err != nil {
 			o.log.Warn("program the published ports", "err", err)
 			failed = true
 			o.mu.Lock()
@@ -289,11 +289,12 @@ func (o *overlayNet) syncDNS(network string, eps []netdb.Endpoint, dnsIDs map[st
 	dnsIDs[network] = now
 }
 
-// publishedPorts is every port to publish on this node now.
-func (o *overlayNet) publishedPorts(ingressID string, ingressUp bool) []overlay.PublishedPort {
+// publishedPorts is every port to publish on this node now; meshID is
+// the network of its routing-mesh endpoint, "" while it has none.
+func (o *overlayNet) publishedPorts(meshID string) []overlay.PublishedPort {
 	var ingress []netdb.Endpoint
-	if ingressUp {
-		ingress = o.db.Endpoints(ingressID)
+	if meshID != "" {
+		ingress = o.db.Endpoints(meshID)
 	}
 	var host []localHostPorts
 	o.mu.Lock()
@@ -306,7 +307,7 @@ func (o *overlayNet) publishedPorts(ingressID string, ingressUp bool) []overlay.
 		}
 	}
 	o.mu.Unlock()
-	ports, conflicts := publishedPorts(ingress, ingressUp, host)
+	ports, conflicts := publishedPorts(ingress, meshID != "", host)
 	for _, c := range conflicts {
 		o.log.Warn("published port conflict", "conflict", c)
 	}
